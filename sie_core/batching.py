@@ -1,0 +1,216 @@
+"""Dynamic batching: one queue per loaded model, merged into forward passes as the device frees up.
+
+Callers submit a list of payloads with a *group* key (payloads with different keys, say different prompts
+or label sets, never share a batch). The worker takes the oldest group's items, up to ``max_batch_size``
+items and ``max_batch_tokens`` padded tokens, runs them in the compute thread, and hands each caller
+exactly its own results in its own order. While a batch runs, new requests queue up and form the next
+batch, so concurrent callers share forward passes without any artificial wait. A caller's big list is
+sorted by length first so that batches hold texts of similar length (less padding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import EngineClosedError, InferenceError, OverloadedError, SieError
+
+__all__ = ["BatchStats", "ModelWorker"]
+
+logger = logging.getLogger(__name__)
+
+RunBatch = Callable[[Hashable, list[Any]], Sequence[Any]]
+
+
+@dataclass
+class BatchStats:
+    """Counters a worker keeps (read by list_models and the metrics endpoint)."""
+
+    batches: int = 0
+    items: int = 0
+    busy_seconds: float = 0.0
+    last_batch_size: int = 0
+
+
+class _Request:
+    __slots__ = ("future", "pending", "results")
+
+    def __init__(self, future: asyncio.Future[list[Any]], size: int) -> None:
+        self.future = future
+        self.results: list[Any] = [None] * size
+        self.pending = size
+
+
+class ModelWorker:
+    """The queue and batch loop of one loaded model.
+
+    Args:
+        name: Model id, for logs and errors.
+        run_batch: Runs one batch in the compute thread: ``run_batch(group, payloads) -> results``.
+        executor: The compute executor shared by all models on the device.
+        max_batch_size: Most items per batch.
+        max_batch_tokens: Most padded tokens per batch (items x longest item's cost).
+        max_queue_items: Most items waiting; a submit past it raises OverloadedError.
+        on_batch: Called after each batch with (size, seconds), for metrics.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        run_batch: RunBatch,
+        executor: Executor,
+        *,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        max_queue_items: int,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._run_batch = run_batch
+        self._executor = executor
+        self._max_batch_size = max_batch_size
+        self._max_batch_tokens = max_batch_tokens
+        self._max_queue_items = max_queue_items
+        self._on_batch = on_batch
+        self._groups: OrderedDict[Hashable, deque[tuple[_Request, int, Any, int]]] = OrderedDict()
+        self._queued = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.stats = BatchStats()
+
+    @property
+    def queued_items(self) -> int:
+        """Items waiting (including any of cancelled callers not yet skipped)."""
+        return self._queued
+
+    def start(self) -> None:
+        """Start the batch loop on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"sie-batch:{self.name}")
+
+    async def submit(self, group: Hashable, payloads: Sequence[Any], costs: Sequence[int]) -> list[Any]:
+        """Queue payloads and wait for their results, in the same order.
+
+        Raises:
+            OverloadedError: The queue is full.
+            EngineClosedError: The worker was stopped.
+        """
+        if self._closed:
+            raise EngineClosedError(f"model {self.name!r} was unloaded while the request waited; retry")
+        n = len(payloads)
+        if self._queued + n > self._max_queue_items:
+            raise OverloadedError(
+                f"model {self.name!r} is overloaded: {self._queued} items are queued and this call adds {n} "
+                f"(limit {self._max_queue_items}); retry shortly or send fewer items per call",
+                retry_after=1.0,
+            )
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        request = _Request(future, n)
+        queue = self._groups.get(group)
+        if queue is None:
+            queue = self._groups[group] = deque()
+        order = sorted(range(n), key=lambda i: -costs[i]) if n > 1 else [0]
+        queue.extend((request, i, payloads[i], costs[i]) for i in order)
+        self._queued += n
+        self._wakeup.set()
+        return await future
+
+    def _take_batch(self) -> tuple[Hashable, list[tuple[_Request, int, Any, int]]] | None:
+        while self._groups:
+            group, queue = next(iter(self._groups.items()))
+            batch: list[tuple[_Request, int, Any, int]] = []
+            longest = 0
+            while queue and len(batch) < self._max_batch_size:
+                entry = queue[0]
+                if entry[0].future.done():  # caller gave up: drop its items
+                    queue.popleft()
+                    self._queued -= 1
+                    continue
+                cost = max(longest, entry[3])
+                if batch and cost * (len(batch) + 1) > self._max_batch_tokens:
+                    break
+                longest = cost
+                batch.append(queue.popleft())
+                self._queued -= 1
+            if not queue:
+                del self._groups[group]
+            else:
+                self._groups.move_to_end(group)  # round-robin between groups
+            if batch:
+                return group, batch
+        return None
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            taken = self._take_batch()
+            if taken is None:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            group, batch = taken
+            payloads = [entry[2] for entry in batch]
+            started = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._run_batch, group, payloads)
+                if len(outputs) != len(batch):
+                    raise InferenceError(f"model {self.name!r} returned {len(outputs)} results for {len(batch)} inputs")
+            except asyncio.CancelledError:
+                self._fail(batch, EngineClosedError(f"model {self.name!r} was unloaded; retry the request"))
+                raise
+            except Exception as exc:
+                error = (
+                    exc
+                    if isinstance(exc, SieError)
+                    else InferenceError(
+                        f"model {self.name!r} failed on a batch of {len(batch)}: {type(exc).__name__}: {exc}"
+                    )
+                )
+                logger.warning("batch failed on %s: %s", self.name, error)
+                self._fail(batch, error)
+                continue
+            elapsed = time.perf_counter() - started
+            self.stats.batches += 1
+            self.stats.items += len(batch)
+            self.stats.busy_seconds += elapsed
+            self.stats.last_batch_size = len(batch)
+            if self._on_batch is not None:
+                self._on_batch(len(batch), elapsed)
+            for (request, index, _, _), output in zip(batch, outputs):
+                if request.future.done():
+                    continue
+                request.results[index] = output
+                request.pending -= 1
+                if request.pending == 0:
+                    request.future.set_result(request.results)
+
+    @staticmethod
+    def _fail(batch: list[tuple[_Request, int, Any, int]], error: BaseException) -> None:
+        for request, _, _, _ in batch:
+            if not request.future.done():
+                request.future.set_exception(error)
+
+    async def stop(self) -> None:
+        """Stop the loop and fail whatever is still queued."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        error = EngineClosedError(f"model {self.name!r} was unloaded while the request waited; retry")
+        for queue in self._groups.values():
+            for request, _, _, _ in queue:
+                if not request.future.done():
+                    request.future.set_exception(error)
+        self._groups.clear()
+        self._queued = 0
