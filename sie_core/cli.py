@@ -184,7 +184,13 @@ def _run_pull(args: argparse.Namespace) -> int:
         print(f"{spec.id}: downloading from the Hugging Face hub ...", file=sys.stderr)
         try:
             backend = spec.backend or config.backend or "torch"
-            folder = download(spec.repo_id, revision=spec.revision, cache_dir=config.cache_dir, backend=backend)
+            folder = download(
+                spec.repo_id,
+                revision=spec.revision,
+                cache_dir=config.cache_dir,
+                backend=backend,
+                onnx_file=spec.onnx_file,
+            )
         except Exception as exc:
             print(f"{spec.id}: download failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed += 1

@@ -53,6 +53,8 @@ class EngineConfig:
         allow_any_model: Serve hub ids that are not in the catalog.
         allow_local_paths: Serve model ids that are local folders.
         num_threads: CPU threads for inference (None = the libraries' default).
+        onnx_dir: Folder where ``sie-agents export-onnx`` writes ONNX copies and the engine looks for them
+            (None = ``~/.cache/sie-agents/onnx``, or under ``$XDG_CACHE_HOME``).
         load_timeout_s: Give up on a load that takes longer (downloads included).
     """
 
@@ -75,6 +77,7 @@ class EngineConfig:
     allow_any_model: bool = True
     allow_local_paths: bool = True
     num_threads: int | None = None
+    onnx_dir: str | None = None
     load_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
@@ -117,7 +120,7 @@ class EngineConfig:
         Variables: ``SIE_DEVICE``, ``SIE_DTYPE``, ``SIE_BACKEND``, ``SIE_MAX_LOADED_MODELS``,
         ``SIE_MEMORY_BUDGET_MB``, ``SIE_IDLE_TIMEOUT_S``, ``SIE_MAX_BATCH_SIZE``, ``SIE_MAX_BATCH_TOKENS``,
         ``SIE_MAX_QUEUE_ITEMS``, ``SIE_MAX_ITEMS_PER_CALL``, ``SIE_MAX_TEXT_CHARS``, ``SIE_CACHE_DIR``,
-        ``SIE_OFFLINE``, ``SIE_NUM_THREADS``, ``SIE_ALLOW_ANY_MODEL``, ``SIE_ENCODE_MODEL``,
+        ``SIE_OFFLINE``, ``SIE_NUM_THREADS``, ``SIE_ONNX_DIR``, ``SIE_ALLOW_ANY_MODEL``, ``SIE_ENCODE_MODEL``,
         ``SIE_SCORE_MODEL``, ``SIE_EXTRACT_MODEL``; ``HF_HUB_OFFLINE=1`` also turns ``offline`` on.
 
         Raises:

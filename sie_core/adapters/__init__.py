@@ -17,6 +17,8 @@ ADAPTERS: dict[tuple[str, str], str] = {
     ("encode", "torch"): "sie_core.adapters.sentence_transformers:SentenceTransformersEncoder",
     ("score", "torch"): "sie_core.adapters.cross_encoder:CrossEncoderScorer",
     ("extract", "torch"): "sie_core.adapters.gliner:GlinerExtractor",
+    ("encode", "onnx"): "sie_core.adapters.onnx_encoder:OnnxEncoder",
+    ("score", "onnx"): "sie_core.adapters.onnx_scorer:OnnxScorer",
 }
 
 _INSTALL_HINTS = {

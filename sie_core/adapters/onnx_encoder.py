@@ -1,0 +1,101 @@
+"""Encode with an ONNX graph through onnxruntime, tokenizing with ``tokenizers`` (never imports torch)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..catalog import ModelSpec
+from ..config import EngineConfig
+from ..errors import ModelLoadError
+from ..sources import ModelSource
+from ._onnx import ModelFiles, OnnxGraph, load_tokenizers
+from .base import EncoderAdapter
+
+__all__ = ["OnnxEncoder"]
+
+logger = logging.getLogger(__name__)
+
+_TOKEN_OUTPUTS = ("last_hidden_state", "token_embeddings", "hidden_states")
+_POOLED_OUTPUTS = ("sentence_embedding", "embeddings", "text_embeds")
+
+
+class OnnxEncoder(EncoderAdapter):
+    """A transformer encoder exported to ONNX, pooled and prompted like its sentence-transformers original.
+
+    Pooling (mean, CLS or last token) comes from the catalog entry, the export manifest or the
+    sentence-transformers ``Pooling`` module; prompts from ``config_sentence_transformers.json`` (or the
+    catalog); whether vectors are normalized by default from the ``Normalize`` module (or the catalog).
+    Graphs that output a pooled sentence embedding are used as they are.
+    """
+
+    name = "onnx-encoder"
+    backend = "onnx"
+
+    def __init__(self, spec: ModelSpec, source: ModelSource, config: EngineConfig) -> None:
+        super().__init__(spec, source, config)
+        files = ModelFiles.read(source.path)
+        unsupported = files.unsupported_modules()
+        if unsupported:
+            raise ModelLoadError(
+                f"model {spec.id!r} has sentence-transformers modules {', '.join(unsupported)} that its ONNX "
+                "graph does not include; use backend 'torch' for it"
+            )
+        self.graph = OnnxGraph(spec, source, config)
+        self.session = self.graph.session
+        self.device, self.dtype, self.memory_bytes = self.graph.device, self.graph.dtype, self.graph.memory_bytes
+        self.output, self.pooled = self._pick_output(spec)
+        self.pooling = files.pooling_mode(spec)
+        self.max_length = files.max_length(spec)
+        self.tokenizer, self._truncating, self._pad_id = load_tokenizers(source.path, files, self.max_length)
+        self.prompts, self._default_prompt = files.prompts()
+        if spec.normalize is not None:
+            self.normalized = spec.normalize
+        else:
+            manifest_normalize = files.manifest.get("normalize")
+            self.normalized = bool(manifest_normalize) if manifest_normalize is not None else files.has_normalize()
+        probe, _ = self.encode(["dimension probe"], None)  # also warms the session up before the first request
+        self.dims = int(probe.shape[1])
+        if spec.dims is not None and spec.dims != self.dims:
+            logger.warning("model %s: the catalog says %d dims, the ONNX graph gives %d", spec.id, spec.dims, self.dims)
+
+    def _pick_output(self, spec: ModelSpec) -> tuple[str, bool]:
+        outputs = self.graph.outputs
+        for name in _TOKEN_OUTPUTS:
+            if name in outputs and len(outputs[name].shape) == 3:
+                return name, False
+        for name, output in outputs.items():
+            if len(output.shape) == 3:
+                return name, False
+        for name in _POOLED_OUTPUTS:
+            if name in outputs and len(outputs[name].shape) == 2:
+                return name, True
+        raise ModelLoadError(
+            f"model {spec.id!r}: the ONNX graph's outputs ({', '.join(outputs)}) hold neither token states nor a "
+            "sentence embedding, so it cannot encode"
+        )
+
+    def encode(self, texts: list[str], prompt: str | None) -> tuple[np.ndarray, list[int]]:
+        """Tokenize (prompt first), run the graph on the padded batch, and pool the token states."""
+        if prompt is None and self._default_prompt:
+            prompt = self.prompts.get(self._default_prompt)
+        full = [prompt + t for t in texts] if prompt else texts
+        encodings = self.tokenizer.encode_batch(full)
+        counts = [len(e.ids) for e in encodings]
+        over = [i for i, n in enumerate(counts) if n > self.max_length]
+        if over:
+            for i, cut in zip(over, self._truncating.encode_batch([full[i] for i in over])):
+                encodings[i] = cut
+        feeds, lengths = self.graph.feeds(encodings, self._pad_id)
+        states = self.graph.run(self.output, feeds)
+        if self.pooled:
+            return states, counts
+        if self.pooling == "cls":
+            vectors = states[:, 0]
+        elif self.pooling == "last":
+            vectors = states[np.arange(len(texts)), lengths - 1]
+        else:
+            mask = feeds["attention_mask"].astype(np.float32)
+            vectors = np.einsum("bld,bl->bd", states, mask) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        return np.ascontiguousarray(vectors, dtype=np.float32), counts
