@@ -18,7 +18,7 @@ import numpy as np
 from ..catalog import ModelSpec
 from ..config import EngineConfig
 from ..errors import ModelLoadError
-from ..sources import EXPORT_MANIFEST, ModelSource
+from ..sources import EXPORT_MANIFEST, ModelSource, weights_bytes
 
 __all__ = ["ModelFiles", "OnnxGraph", "graph_task", "load_tokenizers"]
 
@@ -266,7 +266,7 @@ class OnnxGraph:
         self.takes_token_types = "token_type_ids" in inputs
         self.takes_positions = "position_ids" in inputs
         self.outputs = {o.name: o for o in self.session.get_outputs()}
-        self.memory_bytes = _graph_bytes(self.path)
+        self.memory_bytes = weights_bytes(source)
         self.dtype = _graph_dtype(self.path, self.outputs)
 
     def feeds(self, encodings: Sequence[Any], pad_id: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -297,15 +297,6 @@ class OnnxGraph:
         """Run the graph and return one output as a float32 array."""
         result = self.session.run([output], feeds)[0]
         return np.asarray(result, dtype=np.float32)
-
-
-def _graph_bytes(path: Path) -> int:
-    total = path.stat().st_size
-    for suffix in ("_data", ".data"):
-        extra = path.with_name(path.name + suffix)
-        if extra.is_file():
-            total += extra.stat().st_size
-    return total
 
 
 def _graph_dtype(path: Path, outputs: Mapping[str, Any]) -> str:
