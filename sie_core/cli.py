@@ -27,6 +27,7 @@ logger = logging.getLogger("sie_core.cli")
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "models": ("list the model catalog and where each model's weights are", "sie_core.cli:_add_models"),
     "pull": ("download model weights ahead of time", "sie_core.cli:_add_pull"),
+    "export-onnx": ("make an ONNX (optionally int8) copy for the fast CPU path", "sie_core.onnx_export:add_command"),
 }
 
 Handler = Callable[[argparse.Namespace], int]

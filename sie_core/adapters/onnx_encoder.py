@@ -26,8 +26,8 @@ class OnnxEncoder(EncoderAdapter):
 
     Pooling (mean, CLS or last token) comes from the catalog entry, the export manifest or the
     sentence-transformers ``Pooling`` module; prompts from ``config_sentence_transformers.json`` (or the
-    catalog); whether vectors are normalized by default from the ``Normalize`` module (or the catalog).
-    Graphs that output a pooled sentence embedding are used as they are.
+    catalog). A sentence-transformers ``Normalize`` module is applied here, as part of the model's own output,
+    exactly like ``SentenceTransformer.encode``. Graphs that output a pooled sentence embedding are not pooled again.
     """
 
     name = "onnx-encoder"
@@ -47,14 +47,14 @@ class OnnxEncoder(EncoderAdapter):
         self.device, self.dtype, self.memory_bytes = self.graph.device, self.graph.dtype, self.graph.memory_bytes
         self.output, self.pooled = self._pick_output(spec)
         self.pooling = files.pooling_mode(spec)
-        self.max_length = files.max_length(spec)
-        self.tokenizer, self._truncating, self._pad_id = load_tokenizers(source.path, files, self.max_length)
+        self._limit = files.max_length(spec)
+        self.max_length = self._limit
+        self.tokenizer, self._truncating, self._pad_id = load_tokenizers(source.path, files, self._limit)
         self.prompts, self._default_prompt = files.prompts()
-        if spec.normalize is not None:
-            self.normalized = spec.normalize
-        else:
-            manifest_normalize = files.manifest.get("normalize")
-            self.normalized = bool(manifest_normalize) if manifest_normalize is not None else files.has_normalize()
+        # A Normalize module is part of the model's own output, as in sentence-transformers' encode.
+        manifest_normalize = files.manifest.get("normalize")
+        self._unit = bool(manifest_normalize) if manifest_normalize is not None else files.has_normalize()
+        self.normalized = spec.normalize if spec.normalize is not None else self._unit
         probe, _ = self.encode(["dimension probe"], None)  # also warms the session up before the first request
         self.dims = int(probe.shape[1])
         if spec.dims is not None and spec.dims != self.dims:
@@ -83,19 +83,21 @@ class OnnxEncoder(EncoderAdapter):
         full = [prompt + t for t in texts] if prompt else texts
         encodings = self.tokenizer.encode_batch(full)
         counts = [len(e.ids) for e in encodings]
-        over = [i for i, n in enumerate(counts) if n > self.max_length]
+        over = [i for i, n in enumerate(counts) if n > self._limit]
         if over:
             for i, cut in zip(over, self._truncating.encode_batch([full[i] for i in over])):
                 encodings[i] = cut
         feeds, lengths = self.graph.feeds(encodings, self._pad_id)
         states = self.graph.run(self.output, feeds)
         if self.pooled:
-            return states, counts
-        if self.pooling == "cls":
+            vectors = states
+        elif self.pooling == "cls":
             vectors = states[:, 0]
         elif self.pooling == "last":
             vectors = states[np.arange(len(texts)), lengths - 1]
         else:
             mask = feeds["attention_mask"].astype(np.float32)
             vectors = np.einsum("bld,bl->bd", states, mask) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        if self._unit:
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(vectors, dtype=np.float32), counts
