@@ -222,9 +222,9 @@ def _providers(device: str) -> tuple[list[Any], str]:
 class OnnxGraph:
     """An ONNX Runtime session set up for fast repeated calls, with the feeds its graph takes.
 
-    Session options: all graph optimizations, sequential execution, one inter-op thread, and
-    ``config.num_threads`` (or ``options["intra_op_num_threads"]``) intra-op threads; extra
-    ``options["session_config"]`` entries go to ``SessionOptions.add_session_config_entry``.
+    Session options: all graph optimizations, sequential execution, one inter-op thread, denormals flushed
+    to zero, and ``config.num_threads`` (or ``options["intra_op_num_threads"]``) intra-op threads; extra
+    ``options["session_config"]`` entries go to ``SessionOptions.add_session_config_entry`` (and win).
 
     Args:
         spec: The model's catalog entry (for messages and its ``options``).
@@ -250,8 +250,12 @@ class OnnxGraph:
         threads = options.get("intra_op_num_threads") or config.num_threads
         if threads:
             session_options.intra_op_num_threads = int(threads)
-        for key, value in dict(options.get("session_config") or {}).items():
-            session_options.add_session_config_entry(str(key), str(value))
+        entries = {str(k): str(v) for k, v in dict(options.get("session_config") or {}).items()}
+        # Masked attention scores underflow to denormals in softmax; flushing them to zero made softmax about
+        # five times faster on x86 (measured on MiniLM int8), with no visible change in the outputs.
+        entries.setdefault("session.set_denormal_as_zero", "1")
+        for key, value in entries.items():
+            session_options.add_session_config_entry(key, value)
         providers, device = _providers(config.device)
         self.session: Any = ort.InferenceSession(str(self.path), sess_options=session_options, providers=providers)
         self.device = device if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"

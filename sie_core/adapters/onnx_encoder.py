@@ -81,7 +81,8 @@ class OnnxEncoder(EncoderAdapter):
         if prompt is None and self._default_prompt:
             prompt = self.prompts.get(self._default_prompt)
         full = [prompt + t for t in texts] if prompt else texts
-        encodings = self.tokenizer.encode_batch(full)
+        # encode_batch hands work to a thread pool: for the common one-text call, encode alone is cheaper.
+        encodings = [self.tokenizer.encode(full[0])] if len(full) == 1 else self.tokenizer.encode_batch(full)
         counts = [len(e.ids) for e in encodings]
         over = [i for i, n in enumerate(counts) if n > self._limit]
         if over:
