@@ -248,7 +248,7 @@ class ModelManager:
             self._batch_runner(adapter),
             self._compute,
             max_batch_size=self.config.max_batch_size,
-            max_batch_tokens=self.config.max_batch_tokens,
+            max_batch_tokens=min(self.config.max_batch_tokens, adapter.batch_tokens or self.config.max_batch_tokens),
             max_queue_items=self.config.max_queue_items,
             on_batch=lambda size, seconds: self._emit("on_batch", loaded_spec.id, loaded_spec.task, size, seconds),
         )

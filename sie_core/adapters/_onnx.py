@@ -271,6 +271,11 @@ class OnnxGraph:
         self.takes_positions = "position_ids" in inputs
         self.outputs = {o.name: o for o in self.session.get_outputs()}
         self.memory_bytes = weights_bytes(source)
+        # On CPU, batches of a few hundred tokens stay in cache: MiniLM int8 ran 10% faster on 6-40 word texts
+        # and 70% faster on 60-120 word texts with 512 instead of 16384 tokens per pass (same speed on short
+        # texts, which fill max_batch_size first). Accelerators prefer big batches.
+        batch_tokens = options.get("batch_tokens", 512 if self.device == "cpu" else None)
+        self.batch_tokens: int | None = int(batch_tokens) if batch_tokens else None
         self.dtype = _graph_dtype(self.path, self.outputs)
 
     def feeds(self, encodings: Sequence[Any], pad_id: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

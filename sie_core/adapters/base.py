@@ -64,6 +64,8 @@ class Adapter(ABC):
         dtype: Its weights dtype.
         memory_bytes: Memory its weights take.
         max_length: Maximum tokens per input (words per window for extractors).
+        batch_tokens: The most (estimated, padded) tokens per forward pass this model runs best with, when
+            that is below the engine's ``max_batch_tokens``; None for no preference.
     """
 
     task: ClassVar[str]
@@ -78,6 +80,7 @@ class Adapter(ABC):
         self.dtype = "float32"
         self.memory_bytes = 0
         self.max_length: int | None = spec.max_length
+        self.batch_tokens: int | None = None
 
     def cost(self, text: str) -> int:
         """Estimated tokens for a text (about four characters a token), used to size batches."""

@@ -45,6 +45,7 @@ class OnnxEncoder(EncoderAdapter):
         self.graph = OnnxGraph(spec, source, config)
         self.session = self.graph.session
         self.device, self.dtype, self.memory_bytes = self.graph.device, self.graph.dtype, self.graph.memory_bytes
+        self.batch_tokens = self.graph.batch_tokens
         self.output, self.pooled = self._pick_output(spec)
         self.pooling = files.pooling_mode(spec)
         self._limit = files.max_length(spec)

@@ -30,6 +30,7 @@ class OnnxScorer(ScorerAdapter):
         self.graph = OnnxGraph(spec, source, config)
         self.session = self.graph.session
         self.device, self.dtype, self.memory_bytes = self.graph.device, self.graph.dtype, self.graph.memory_bytes
+        self.batch_tokens = self.graph.batch_tokens
         outputs = self.graph.outputs
         self.output = "logits" if "logits" in outputs else next(iter(outputs))
         self.max_length = files.max_length(spec)
