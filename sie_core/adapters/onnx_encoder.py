@@ -90,16 +90,25 @@ class OnnxEncoder(EncoderAdapter):
             for i, cut in zip(over, self._truncating.encode_batch([full[i] for i in over])):
                 encodings[i] = cut
         feeds, lengths = self.graph.feeds(encodings, self._pad_id)
+        return self.graph.map_rows(self._forward, feeds, lengths), counts
+
+    def _forward(self, feeds: dict[str, np.ndarray], lengths: np.ndarray) -> np.ndarray:
+        """Run the graph on padded rows and pool (and, like the model, normalize) their token states."""
         states = self.graph.run(self.output, feeds)
         if self.pooled:
             vectors = states
         elif self.pooling == "cls":
             vectors = states[:, 0]
         elif self.pooling == "last":
-            vectors = states[np.arange(len(texts)), lengths - 1]
+            vectors = states[np.arange(len(lengths)), lengths - 1]
         else:
             mask = feeds["attention_mask"].astype(np.float32)
             vectors = np.einsum("bld,bl->bd", states, mask) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
         if self._unit:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(vectors, dtype=np.float32), counts
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def close(self) -> None:
+        """Stop the session's workers and give the memory back."""
+        self.graph.close()
+        super().close()

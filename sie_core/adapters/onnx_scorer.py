@@ -46,8 +46,8 @@ class OnnxScorer(ScorerAdapter):
 
     def _logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         encodings = self._truncating.encode_batch(pairs)
-        feeds, _ = self.graph.feeds(encodings, self._pad_id)
-        return self.graph.run(self.output, feeds)
+        feeds, lengths = self.graph.feeds(encodings, self._pad_id)
+        return self.graph.map_rows(lambda part, _lengths: self.graph.run(self.output, part), feeds, lengths)
 
     def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Raw scores: the logit, or for two-label models the relevant-minus-irrelevant logit difference."""
@@ -57,3 +57,8 @@ class OnnxScorer(ScorerAdapter):
         if self.num_labels == 2:
             return (logits[:, 1] - logits[:, 0]).astype(np.float32)
         return logits.reshape(len(pairs))
+
+    def close(self) -> None:
+        """Stop the session's workers and give the memory back."""
+        self.graph.close()
+        super().close()

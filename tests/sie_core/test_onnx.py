@@ -231,6 +231,15 @@ class Batches:
         pass
 
 
+def test_row_chunks_balance_tokens_and_keep_at_least_one_row():
+    from sie_core.adapters._onnx import _balanced_chunks
+
+    assert _balanced_chunks(np.array([5, 5, 5, 5]), 2) == [(0, 2), (2, 4)]
+    assert _balanced_chunks(np.array([100, 10, 10, 10, 10]), 2) == [(0, 1), (1, 5)]
+    assert _balanced_chunks(np.array([3, 3]), 2) == [(0, 1), (1, 2)]
+    assert _balanced_chunks(np.array([50, 1, 1]), 3) == [(0, 1), (1, 2), (2, 3)]
+
+
 def test_onnx_models_share_batches_and_keep_each_callers_order(onnx_engine):
     texts = [f"invoice {i} from office {i % 5} is due in {'June ' * (i % 9)}" for i in range(40)]
 
@@ -376,10 +385,16 @@ def test_models_the_onnx_path_cannot_reproduce_are_refused(tmp_path):
 
 # ---------------------------------------------------------------------- runtime settings
 def test_threads_reach_the_session_and_cuda_needs_its_provider():
-    with Engine(device="cpu", offline=True, num_threads=1) as engine:
+    with Engine(device="cpu", offline=True, num_threads=2) as engine:
         engine.encode(BGE, "x")
-        model = engine._manager._loaded[BGE]  # type: ignore[union-attr]
-        assert model.adapter.session.get_session_options().intra_op_num_threads == 1
+        graph = engine._manager._loaded[BGE].adapter.graph  # type: ignore[union-attr]
+        # On CPU: one single-threaded run per core, each on a chunk of the batch.
+        assert graph.workers == 2 and graph.session.get_session_options().intra_op_num_threads == 1
+    spec = Catalog.builtin().get(BGE).with_changes(options={"intra_op_num_threads": 2})
+    with Engine(device="cpu", offline=True, num_threads=4, models=(spec,)) as engine:
+        engine.encode(BGE, "x")
+        graph = engine._manager._loaded[BGE].adapter.graph  # type: ignore[union-attr]
+        assert graph.workers == 1 and graph.session.get_session_options().intra_op_num_threads == 2
     with Engine(device="cuda", offline=True) as engine, pytest.raises(ModelLoadError, match="onnxruntime-gpu"):
         engine.encode(BGE, "x")
 
