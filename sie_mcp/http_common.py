@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sie_core import Engine, InvalidInputError, ModelLoadingError, SieError
+from sie_core import Engine, InvalidInputError, ModelLoadingError, SieError, UnknownModelError
 from sie_core.wire import ERROR_CODE_HEADER, JSON, MSGPACK, error_body, packb, unpackb
 
 __all__ = [
@@ -219,6 +219,8 @@ async def _ensure_loaded(state: HttpState, model: str, task: str) -> None:
     wait = state.settings.load_wait_s
     try:
         await asyncio.wait_for(engine.aload(model, task), timeout=wait)
+    except (UnknownModelError, InvalidInputError):
+        return  # cheap and certain to repeat: let the call raise it, so the engine counts the failed request
     except asyncio.TimeoutError:
         retry = state.settings.loading_retry_after_s
         raise ModelLoadingError(
