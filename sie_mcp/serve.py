@@ -10,10 +10,11 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 import socket
 from typing import Any
 
-from sie_core import Engine
+from sie_core import Engine, InvalidInputError
 from sie_core.cli import add_engine_arguments, config_from_args
 
 from .http_common import ServerSettings
@@ -27,6 +28,18 @@ def add_serve(sub: argparse.ArgumentParser) -> Any:
     """Add the ``serve`` flags to its subparser; returns the handler."""
     group = sub.add_argument_group("server")
     group.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    group.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow --host to be a non-loopback address (the server is then reachable from other machines)",
+    )
+    group.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="extra Host header the /mcp endpoint accepts (DNS-rebinding check; repeatable)",
+    )
     group.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 picks a free one)")
     group.add_argument(
         "--auth-token",
@@ -64,10 +77,15 @@ def add_serve(sub: argparse.ArgumentParser) -> Any:
 def build_settings(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServerSettings:
     """ServerSettings from parsed flags (and ``SIE_AUTH_TOKEN``)."""
     env = os.environ if environ is None else environ
+    if not _is_loopback(args.host) and not args.allow_remote:
+        raise InvalidInputError(
+            f"--host {args.host} is not a loopback address; binding it exposes the models to "
+            "other machines. Pass --allow-remote to do so (and set SIE_AUTH_TOKEN), or keep the default 127.0.0.1"
+        )
     if args.port < 0 or args.port > 65535:
-        raise SystemExit(f"sie-agents serve: --port {args.port} is not a TCP port (0-65535)")
+        raise InvalidInputError(f"--port {args.port} is not a TCP port (0-65535)")
     if args.max_body_mb <= 0 or args.load_wait <= 0 or args.graceful_timeout < 0:
-        raise SystemExit("sie-agents serve: --max-body-mb and --load-wait must be positive, --graceful-timeout >= 0")
+        raise InvalidInputError("--max-body-mb and --load-wait must be positive, --graceful-timeout >= 0")
     return ServerSettings(
         host=args.host,
         port=args.port,
@@ -81,15 +99,16 @@ def build_settings(args: argparse.Namespace, environ: dict[str, str] | None = No
 
 
 def _server_config(args: argparse.Namespace) -> Any:
-    env = os.environ
+    from .cli import _policy
+
     if getattr(args, "base_url", None):
-        raise SystemExit("sie-agents serve: --base-url is for clients (e.g. `sie-agents mcp`); serve runs models here")
+        raise InvalidInputError("--base-url is for clients (e.g. `sie-agents mcp`); serve runs models here")
     # A server does not load arbitrary hub ids or local folders unless an operator says so.
-    overrides = {
-        "allow_any_model": True if args.allow_any_model else (None if "SIE_ALLOW_ANY_MODEL" in env else False),
-        "allow_local_paths": True if args.allow_local_paths else (None if "SIE_ALLOW_LOCAL_PATHS" in env else False),
-    }
-    config = config_from_args(args, **overrides)
+    config = config_from_args(
+        args,
+        allow_any_model=_policy(args, "allow_any_model", args.allow_any_model),
+        allow_local_paths=_policy(args, "allow_local_paths", args.allow_local_paths),
+    )
     if config.base_url is not None:
         logger.warning("ignoring SIE_BASE_URL=%s: `serve` runs its models in this process", config.base_url)
         config = config.replace(base_url=None, api_key=None)
@@ -113,19 +132,28 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise SystemExit(f"sie-agents serve: cannot bind {host}:{port}: {exc.strerror or exc}") from None
+        raise InvalidInputError(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(2048)  # connections queue in the backlog until the server accepts them
     sock.set_inheritable(True)
     return sock
 
 
-def mcp_mount(engine: Engine, settings: ServerSettings) -> Any:
-    """The MCP streamable-HTTP app for /mcp and its lifespan, or None when MCP is off."""
+def mcp_mount(engine: Engine, settings: ServerSettings, allowed_hosts: list[str] | None = None) -> Any:
+    """The MCP streamable-HTTP endpoint for /mcp over ``engine`` and its lifespan, or None when MCP is off."""
     if not settings.mcp:
         return None
-    from .server import create_http_mount  # the MCP server module (issue 3)
+    from .server import McpSettings, create_server
+    from .transports import mcp_http_endpoint
 
-    return create_http_mount(engine, settings)
+    if logging.getLogger().level > logging.DEBUG:  # the SDK logs every request at INFO
+        for name in ("mcp.server.lowlevel.server", "mcp.server.streamable_http_manager", "mcp.server.mcpserver"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    server = create_server(engine, McpSettings(max_items_per_call=min(256, engine.config.max_items_per_call)))
+    return mcp_http_endpoint(server, host=settings.host, allowed_hosts=allowed_hosts or ())
+
+
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -136,14 +164,14 @@ def run_serve(args: argparse.Namespace) -> int:
 
     settings = build_settings(args)
     config = _server_config(args)
-    if not _is_loopback(settings.host) and not settings.auth_token:
+    if not _is_loopback(settings.host) and not settings.auth_token:  # allowed by --allow-remote
         logger.warning(
             "serving on %s without a token: anyone who can reach this port can use the models; "
             "set SIE_AUTH_TOKEN (or --auth-token)",
             settings.host,
         )
     engine = Engine(config)
-    app = create_app(engine, settings, mcp=mcp_mount(engine, settings), close_engine=True)
+    app = create_app(engine, settings, mcp=mcp_mount(engine, settings, args.allowed_host), close_engine=True)
     sock = _bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -163,13 +191,14 @@ def run_serve(args: argparse.Namespace) -> int:
             super().handle_exit(sig, frame)
 
     logger.info(
-        "sie-agents serve: listening on http://%s:%d (SIE API /v1/encode|score|extract, OpenAI /v1/embeddings, "
-        "%smetrics /metrics)%s",
+        "listening on http://%s:%d (SIE API /v1/encode|score|extract, OpenAI /v1/embeddings, %smetrics /metrics)%s",
         shown,
         port,
         "MCP /mcp, " if settings.mcp else "",
         "; bearer token required" if settings.auth_token else "",
     )
+    # uvicorn re-raises the SIGTERM it handled once it has drained; this turns that into a clean exit (0).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         Server(uv_config).run(sockets=[sock])
     finally:

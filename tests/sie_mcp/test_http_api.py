@@ -151,10 +151,14 @@ def test_error_envelope_per_code(server: str) -> None:
     error = _error(wrong_task)
     assert wrong_task.status_code == 400 and error["code"] == "INVALID_INPUT" and error["reason"] == "WRONG_TASK"
 
-    bad_json = httpx.post(f"{server}/v1/encode/{TINY_ENCODER}", content=b"{nope", headers={"content-type": "application/json"})
+    bad_json = httpx.post(
+        f"{server}/v1/encode/{TINY_ENCODER}", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert bad_json.status_code == 400 and "not valid JSON" in _error(bad_json)["message"]
 
-    unsupported = _post(server, f"/v1/encode/{TINY_ENCODER}", {"items": [{"text": "x"}], "params": {"output_types": ["sparse"]}})
+    unsupported = _post(
+        server, f"/v1/encode/{TINY_ENCODER}", {"items": [{"text": "x"}], "params": {"output_types": ["sparse"]}}
+    )
     assert unsupported.status_code == 400 and "dense" in _error(unsupported)["message"]
 
     images = _post(server, f"/v1/encode/{TINY_ENCODER}", {"items": [{"images": ["a.png"]}]})
@@ -213,8 +217,9 @@ def test_queue_full_and_inference_error(tiny_models: dict[str, Path], tmp_path: 
 def test_cold_load_answers_model_loading_and_sie_client_retries(
     tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sie_core.models as models
     from sie_sdk import SIEClient
+
+    import sie_core.models as models
 
     real = models.load_adapter
 
@@ -315,8 +320,18 @@ def test_openai_client_embeddings(server: str, api_engine: Engine) -> None:
 
 def test_rerank_endpoint(server: str, api_engine: Engine) -> None:
     docs = ["Berlin revenue grew", "the cat sat on the mat", {"text": "office costs in Berlin"}]
-    expected = api_engine.score(SEED_RERANKER, "Berlin office revenue", ["Berlin revenue grew", "the cat sat on the mat", "office costs in Berlin"])
-    body = {"model": SEED_RERANKER, "query": "Berlin office revenue", "documents": docs, "top_n": 2, "return_documents": True}
+    expected = api_engine.score(
+        SEED_RERANKER,
+        "Berlin office revenue",
+        ["Berlin revenue grew", "the cat sat on the mat", "office costs in Berlin"],
+    )
+    body = {
+        "model": SEED_RERANKER,
+        "query": "Berlin office revenue",
+        "documents": docs,
+        "top_n": 2,
+        "return_documents": True,
+    }
     data = httpx.post(server + "/v1/rerank", json=body, timeout=60).json()
     assert [r["index"] for r in data["results"]] == [e.index for e in expected.scores[:2]]
     assert data["results"][0]["relevance_score"] == pytest.approx(expected.scores[0].relevance, abs=1e-6)
@@ -369,7 +384,9 @@ def test_unload_and_eviction_metrics(tiny_models: dict[str, Path], tmp_path: Pat
         engine.close()
 
 
-def test_readyz_waits_for_preloads(tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readyz_waits_for_preloads(
+    tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sie_core.models as models
 
     real = models.load_adapter
@@ -457,3 +474,24 @@ def test_json_body_errors_name_the_problem(server: str) -> None:
     labels = _post(server, f"/v1/extract/{SEED_EXTRACTOR}", {"items": [{"text": "x"}]})
     assert labels.status_code == 400 and "labels" in _error(labels)["message"]
     assert json.loads(labels.content)["error"]["type"] == "invalid_request_error"
+
+
+def test_mcp_endpoint_behind_the_same_token(api_engine: Engine) -> None:
+    from sie_mcp.serve import mcp_mount
+
+    settings = ServerSettings(auth_token="mcp-tok")
+    app = create_app(api_engine, settings, mcp=mcp_mount(api_engine, settings))
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    with serve_in_thread(app) as url:
+        refused = httpx.post(url + "/mcp", json=initialize, headers=headers)
+        assert refused.status_code == 401 and _error(refused)["code"] == "UNAUTHORIZED"
+        ok = httpx.post(url + "/mcp", json=initialize, headers={**headers, "Authorization": "Bearer mcp-tok"})
+        assert ok.status_code == 200, ok.text
+        assert "serverInfo" in ok.text and "sie-agents" in ok.text
+        assert httpx.get(url + "/healthz").status_code == 200

@@ -8,10 +8,14 @@ reranker and extractor ids. The answers must equal the in-process engine's with 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -69,7 +73,9 @@ def test_seed_client_code_unchanged(served: ServeProcess, local: Engine) -> None
     # --- the seed's code, verbatim except for the port ---
     client = SIEClient(served.url)
     encoded = client.encode("NovaSearch/stella_en_400M_v5", Item(text="Berlin office revenue"))
-    ranked = client.score("BAAI/bge-reranker-v2-m3", Item(text="Berlin office revenue"), [Item(text=c) for c in shortlist])
+    ranked = client.score(
+        "BAAI/bge-reranker-v2-m3", Item(text="Berlin office revenue"), [Item(text=c) for c in shortlist]
+    )
     found = client.extract(
         "urchade/gliner_multi-v2.1",
         Item(text="Invoice 4471 from Acme GmbH, due 30 June."),
@@ -108,8 +114,15 @@ def test_client_options_batches_and_models(served: ServeProcess, local: Engine) 
         assert got["dense"].dtype == np.float16
         np.testing.assert_allclose(got["dense"].astype(np.float32), want.dense.astype(np.float32), atol=1e-3)
 
-    found = client.extract(SEED_EXTRACTOR, [{"text": "Alice Smith works for Globex in Paris."}], labels=["person"], options={"threshold": 0.3})
-    local_found = local.extract(SEED_EXTRACTOR, ["Alice Smith works for Globex in Paris."], labels=["person"], threshold=0.3)
+    found = client.extract(
+        SEED_EXTRACTOR,
+        [{"text": "Alice Smith works for Globex in Paris."}],
+        labels=["person"],
+        options={"threshold": 0.3},
+    )
+    local_found = local.extract(
+        SEED_EXTRACTOR, ["Alice Smith works for Globex in Paris."], labels=["person"], threshold=0.3
+    )
     assert found[0]["entities"] and len(found[0]["entities"]) == len(local_found[0].entities)
 
     names = {m["name"] for m in client.list_models()}
@@ -198,3 +211,103 @@ def test_sigterm_drains_in_flight_requests(config_file: Path, tmp_path: Path) ->
         proc.stop()
     log = proc.output()
     assert "unloaded sentence-transformers/all-MiniLM-L6-v2" in log
+
+
+# ---------------------------------------------------------------------- MCP: /mcp here, and stdio with --base-url
+@asynccontextmanager
+async def mcp_session(target: Any) -> AsyncIterator[Any]:
+    """An MCP client session to a streamable-HTTP URL or a stdio server (mcp 2.x and 1.x)."""
+    from mcp import ClientSession
+
+    if isinstance(target, str):
+        try:
+            from mcp.client.streamable_http import streamable_http_client as connect
+        except ImportError:  # mcp 1.x
+            from mcp.client.streamable_http import streamablehttp_client as connect  # type: ignore[attr-defined,no-redef]
+        transport = connect(target)
+    else:
+        from mcp.client.stdio import stdio_client
+
+        transport = stdio_client(target)
+    async with transport as streams, ClientSession(streams[0], streams[1]) as session:
+        await session.initialize()
+        yield session
+
+
+async def _tool(session: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await session.call_tool(name, arguments)
+    dumped = result.model_dump(by_alias=True, mode="json")
+    assert not dumped.get("isError"), dumped
+    return dumped["structuredContent"]
+
+
+async def _three_tools(session: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    encoded = await _tool(session, "encode", {"texts": ["Berlin office revenue"], "model": SEED_ENCODER})
+    ranked = await _tool(
+        session, "rerank", {"query": "Berlin office revenue", "documents": SHORTLIST, "model": SEED_RERANKER}
+    )
+    found = await _tool(
+        session,
+        "extract",
+        {
+            "text": "Alice Smith works for Globex in Paris.",
+            "labels": ["person"],
+            "model": SEED_EXTRACTOR,
+            "threshold": 0.3,
+        },
+    )
+    return encoded, ranked, found
+
+
+def _check_three(local: Engine, encoded: dict[str, Any], ranked: dict[str, Any], found: dict[str, Any]) -> None:
+    np.testing.assert_allclose(
+        np.asarray(encoded["vectors"][0], dtype=np.float32),
+        local.encode(SEED_ENCODER, "Berlin office revenue").dense,
+        atol=1e-6,
+    )
+    local_ranked = local.score(SEED_RERANKER, "Berlin office revenue", SHORTLIST)
+    assert [r["index"] for r in ranked["results"]] == [e.index for e in local_ranked.scores]
+    for got, want in zip(ranked["results"], local_ranked.scores):
+        assert got["score"] == pytest.approx(want.score, abs=1e-6)
+    local_found = local.extract(
+        SEED_EXTRACTOR, "Alice Smith works for Globex in Paris.", labels=["person"], threshold=0.3
+    )
+    entities = found["results"][0]["entities"]
+    assert entities and [(e["text"], e["start"], e["end"]) for e in entities] == [
+        (e.text, e.start, e.end) for e in local_found.entities
+    ]
+
+
+def test_mcp_at_slash_mcp_shares_the_engine(served: ServeProcess, local: Engine) -> None:
+    async def run() -> tuple[set[str], tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+        async with mcp_session(served.url + "/mcp") as session:
+            tools = {t.name for t in (await session.list_tools()).tools}
+            return tools, await _three_tools(session)
+
+    tools, (encoded, ranked, found) = asyncio.run(run())
+    assert {"encode", "rerank", "extract", "list_models"} <= tools
+    _check_three(local, encoded, ranked, found)
+    models = {m["name"]: m for m in httpx.get(served.url + "/v1/models").json()["models"]}
+    assert models[SEED_ENCODER]["loads"] == 1  # SIE clients, OpenAI clients and MCP clients share one copy
+
+
+def test_stdio_mcp_server_with_base_url(served: ServeProcess, local: Engine, tmp_path: Path) -> None:
+    """`sie-agents mcp --base-url` loads no model itself: every tool call goes to the shared server."""
+    from mcp.client.stdio import StdioServerParameters
+
+    before = httpx.get(served.url + "/metrics").text
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIE_")}
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "sie_core", "mcp", "--base-url", served.url], env=env, cwd=str(tmp_path)
+    )
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        async with mcp_session(params) as session:
+            return await _three_tools(session)
+
+    encoded, ranked, found = asyncio.run(run())
+    _check_three(local, encoded, ranked, found)
+    after = httpx.get(served.url + "/metrics").text
+    key = f'sie_requests_total{{model="{SEED_RERANKER}",task="score"}}'
+    assert _sample(after, key) == _sample(before, key) + 1
