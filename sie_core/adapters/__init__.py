@@ -45,7 +45,8 @@ def load_adapter(spec: ModelSpec, source: ModelSource, config: EngineConfig) -> 
     module_name, class_name = target.split(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
-        return cls(spec, source, config)  # type: ignore[no-any-return]
+        adapter: Adapter = cls(spec, source, config)
+        return adapter
     except ModelLoadError:
         raise
     except ImportError as exc:
