@@ -9,12 +9,12 @@ model — this is how an agent chooses the model per task.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.documents import Document
 from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, field_validator
 
 from sie_core import Engine, ExtractResult, InvalidInputError, ScoreResult, SieError
 
@@ -39,7 +39,9 @@ def model_choices_text(engine: Engine, models: Sequence[str]) -> str:
 
 def _with_model_arg(base: type[BaseModel], name: str, models: Sequence[str], engine: Engine) -> type[BaseModel]:
     """``base`` plus a ``model`` field whose type is ``Literal[*models]`` (an enum in the JSON schema)."""
-    choice: Any = Literal.__getitem__(tuple(models))  # Literal[models] with the ids known only at run time
+    literal: Any = Literal.__getitem__(tuple(models))  # Literal[models] with the ids known only at run time
+    # Pydantic writes a one-value Literal as "const"; the schema always says "enum" so every provider reads it.
+    choice: Any = Annotated[literal, WithJsonSchema({"type": "string", "enum": list(models)})]
     description = "Which model to use (default: the first):\n" + model_choices_text(engine, models)
     return create_model(name, __base__=base, model=(choice, Field(default=models[0], description=description)))
 

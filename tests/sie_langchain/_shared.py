@@ -33,3 +33,28 @@ STATE: dict[str, Any] = {}
 def engine() -> Engine:
     """The session's engine (real MiniLM by catalog id, tiny models as catalog additions)."""
     return STATE["engine"]  # type: ignore[no-any-return]
+
+
+def toolkit() -> Any:
+    """One SIEToolkit per session (its retriever embeds the corpus once), several models per task."""
+    if "toolkit" not in STATE:
+        from sie_langchain import SIERetriever, SIEToolkit
+
+        retriever = SIERetriever.from_texts(CORPUS, model=MINILM, engine=engine(), k=3)
+        STATE["toolkit"] = SIEToolkit(
+            tasks={
+                "retrieve": ("encode", MINILM, TINY_ENCODER),
+                "rerank": ("score", [TINY_RERANKER, TINY_RERANKER_B]),
+                "extract": ("extract", TINY_EXTRACTOR),
+            },
+            retriever=retriever,
+            engine=engine(),
+            labels=["person", "organization", "location"],
+            threshold=0.3,
+        )
+    return STATE["toolkit"]
+
+
+def toolkit_tool(name: str) -> Any:
+    """The toolkit's tool called ``name``."""
+    return next(t for t in toolkit().get_tools() if t.name == name)

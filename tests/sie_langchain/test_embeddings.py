@@ -61,7 +61,9 @@ def test_query_and_document_prompts(lc_engine: Engine) -> None:
     assert as_doc == lc_engine.encode(TINY_ENCODER, text, is_query=False).dense.tolist()
     assert as_query != as_doc
     instructed = SIEEmbeddings(model=TINY_ENCODER, engine=lc_engine, instruction="Find invoices")
-    assert instructed.embed_query(text) == lc_engine.encode(TINY_ENCODER, text, instruction="Find invoices").dense.tolist()
+    assert (
+        instructed.embed_query(text) == lc_engine.encode(TINY_ENCODER, text, instruction="Find invoices").dense.tolist()
+    )
 
 
 async def test_async_matches_sync(lc_engine: Engine) -> None:
