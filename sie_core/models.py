@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .adapters import ADAPTERS, Adapter, load_adapter
 from .batching import ModelWorker
@@ -21,11 +21,20 @@ from .catalog import Catalog, ModelSpec
 from .config import EngineConfig
 from .errors import EngineClosedError, ModelLoadError, SieError, UnknownModelError, WrongTaskError
 from .results import ModelInfo
-from .sources import ModelSource, available_backends, detect_task, is_hub_id, is_local_path, resolve_source
+from .sources import (
+    ModelSource,
+    available_backends,
+    detect_task,
+    is_hub_id,
+    is_local_path,
+    resolve_source,
+    weights_bytes,
+)
 
 __all__ = ["LoadedModel", "ModelManager"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BatchRunner = Callable[[Adapter], Callable[[Hashable, list[Any]], Sequence[Any]]]
 
@@ -132,7 +141,7 @@ class ModelManager:
         spec = self.spec_for(name)
         if spec is not None and spec.task != task:
             raise WrongTaskError(
-                f"model {spec.id!r} is a {spec.task} model and cannot {task}; "
+                f"model {spec.id!r} is {_a(spec.task)} model and cannot {task}; "
                 f"models for {task}: {self.available_summary(task)}"
             )
         return spec
@@ -153,7 +162,7 @@ class ModelManager:
             model = await self.load(key, spec)
         if model.spec.task != task:
             raise WrongTaskError(
-                f"model {model.spec.id!r} is a {model.spec.task} model and cannot {task}; "
+                f"model {model.spec.id!r} is {_a(model.spec.task)} model and cannot {task}; "
                 f"models for {task}: {self.available_summary(task)}"
             )
         model.in_flight += 1
@@ -214,19 +223,13 @@ class ModelManager:
             self._loading.pop(key, None)
 
     async def _load(self, key: str, spec: ModelSpec | None) -> LoadedModel:
-        estimate = int((spec.size_mb or 0) * 1024 * 1024) if spec is not None else 0
-        await self._make_room(estimate, exclude=key)
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        job = loop.run_in_executor(self._load_executor, self._load_blocking, key, spec)
-        try:
-            loaded_spec, adapter = await asyncio.wait_for(asyncio.shield(job), timeout=self.config.load_timeout_s)
-        except asyncio.TimeoutError:
-            job.add_done_callback(_close_late_adapter)
-            raise ModelLoadError(
-                f"model {key!r} took longer than {self.config.load_timeout_s:.0f} s to load (download included); "
-                f"pre-fetch it with `sie-agents pull {key}` or raise load_timeout_s"
-            ) from None
+        # Find (and maybe download) the weights first: a download fills the disk, not memory.
+        loaded_spec, source = await self._in_loader(started, key, self._resolve_blocking, key, spec)
+        exclude = (key, loaded_spec.id)
+        estimate = weights_bytes(source) or int((loaded_spec.size_mb or 0) * 2**20)
+        await self._make_room(estimate, exclude=exclude, name=loaded_spec.id)
+        adapter = await self._in_loader(started, key, load_adapter, loaded_spec, source, self.config)
         if self._closed:
             adapter.close()
             raise EngineClosedError("the engine was closed while the model loaded")
@@ -254,16 +257,27 @@ class ModelManager:
         self._loaded[loaded_spec.id] = model
         if key != loaded_spec.id:
             self._loaded.setdefault(key, model)
-        await self._make_room(0, exclude=loaded_spec.id, wait=False)
+        await self._make_room(0, exclude=exclude, name=loaded_spec.id, wait=False)
         return model
 
-    def _load_blocking(self, key: str, spec: ModelSpec | None) -> tuple[ModelSpec, Adapter]:
+    async def _in_loader(self, started: float, key: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking load work in the loader pool, within what is left of ``load_timeout_s``."""
+        job = asyncio.get_running_loop().run_in_executor(self._load_executor, fn, *args)
+        remaining = max(0.001, self.config.load_timeout_s - (time.perf_counter() - started))
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), timeout=remaining)
+        except asyncio.TimeoutError:
+            job.add_done_callback(_close_late_adapter)
+            raise ModelLoadError(
+                f"model {key!r} took longer than {self.config.load_timeout_s:.0f} s to load (download included); "
+                f"pre-fetch it with `sie-agents pull {key}` or raise load_timeout_s"
+            ) from None
+
+    def _resolve_blocking(self, key: str, spec: ModelSpec | None) -> tuple[ModelSpec, ModelSource]:
         if spec is None:
-            spec, source = self._detect(key)
-        else:
-            runnable = tuple(b for b in available_backends() if (spec.task, b) in ADAPTERS)
-            source = resolve_source(spec, self.config, backends=runnable)
-        return spec, load_adapter(spec, source, self.config)
+            return self._detect(key)
+        runnable = tuple(b for b in available_backends() if (spec.task, b) in ADAPTERS)
+        return spec, resolve_source(spec, self.config, backends=runnable)
 
     def _detect(self, name: str) -> tuple[ModelSpec, ModelSource]:
         """Find an uncatalogued model's files and tell its task from them."""
@@ -281,9 +295,9 @@ class ModelManager:
         return spec, source
 
     # ---------------------------------------------------------------- eviction
-    def _over_limits(self, extra_bytes: int, exclude: str) -> bool:
-        others = {m.spec.id: m for m in self._loaded.values() if m.spec.id != exclude}
-        loading = [k for k in self._loading if k != exclude and k not in others]
+    def _over_limits(self, extra_bytes: int, exclude: Collection[str]) -> bool:
+        others = {m.spec.id: m for m in self._loaded.values() if m.spec.id not in exclude}
+        loading = [k for k in self._loading if k not in exclude and k not in others]
         limit = self.config.max_loaded_models
         if limit is not None and len(others) + len(loading) + 1 > limit:
             return True
@@ -294,30 +308,30 @@ class ModelManager:
                 return True
         return False
 
-    async def _make_room(self, extra_bytes: int, *, exclude: str, wait: bool = True) -> None:
+    async def _make_room(self, extra_bytes: int, *, exclude: Collection[str], name: str, wait: bool = True) -> None:
         budget = self.config.memory_budget_mb
         if budget is not None and extra_bytes > budget * 1024 * 1024:
             raise ModelLoadError(
-                f"model {exclude!r} needs about {extra_bytes / 2**20:.0f} MB, more than the whole memory budget "
+                f"model {name!r} needs about {extra_bytes / 2**20:.0f} MB, more than the whole memory budget "
                 f"of {budget:.0f} MB; raise memory_budget_mb or choose a smaller model"
             )
         deadline = time.monotonic() + self.config.load_timeout_s
         while self._over_limits(extra_bytes, exclude):
             victims = sorted(
-                {m.spec.id: m for m in self._loaded.values() if m.spec.id != exclude and m.in_flight == 0}.values(),
+                {m.spec.id: m for m in self._loaded.values() if m.spec.id not in exclude and m.in_flight == 0}.values(),
                 key=lambda m: m.last_used,
             )
             if victims:
                 await self.unload(victims[0].spec.id, reason="to make room")
                 continue
-            busy = [m for m in self._loaded.values() if m.spec.id != exclude]
-            loading = [k for k in self._loading if k != exclude]
+            busy = [m for m in self._loaded.values() if m.spec.id not in exclude]
+            loading = [k for k in self._loading if k not in exclude]
             if not wait or (not busy and not loading):
                 return  # nothing can be evicted: the new model alone is within limits
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ModelLoadError(
-                    f"model {exclude!r} cannot load: the model limits are full and every loaded model is busy"
+                    f"model {name!r} cannot load: the model limits are full and every loaded model is busy"
                 )
             async with self._released:
                 try:
@@ -423,6 +437,10 @@ class ModelManager:
         return {m.spec.id: m.worker.queued_items for m in self.loaded()}
 
 
-def _close_late_adapter(job: asyncio.Future[tuple[ModelSpec, Adapter]]) -> None:
-    if not job.cancelled() and job.exception() is None:
-        job.result()[1].close()
+def _a(task: str) -> str:
+    return f"an {task}" if task[0] in "aeiou" else f"a {task}"
+
+
+def _close_late_adapter(job: asyncio.Future[Any]) -> None:
+    if not job.cancelled() and job.exception() is None and isinstance(job.result(), Adapter):
+        job.result().close()

@@ -30,6 +30,7 @@ __all__ = [
     "is_local_path",
     "locate_package",
     "resolve_source",
+    "weights_bytes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -235,6 +236,20 @@ def _source_in_folder(folder: Path, backend: str, spec: ModelSpec, origin: str) 
     if _has_torch_weights(folder):
         return ModelSource(folder, "torch", origin)
     return None
+
+
+def weights_bytes(source: ModelSource) -> int:
+    """Size on disk of the weight files a backend will read from ``source`` (0 when unknown)."""
+    if source.backend == "onnx" and source.onnx_file:
+        graph = source.path / source.onnx_file
+        extra = [p for p in graph.parent.glob(graph.name + "*") if p != graph]  # external data files
+        return sum(p.stat().st_size for p in [graph, *extra] if p.is_file())
+    files = [
+        p for p in source.path.rglob("*")
+        if p.suffix in (".safetensors", ".bin", ".pt") and not {"onnx", "openvino"} & set(p.parts)
+    ]  # fmt: skip
+    preferred = [p for p in files if p.suffix == ".safetensors"] or files
+    return sum(p.stat().st_size for p in preferred if p.is_file())
 
 
 def download(

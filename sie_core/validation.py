@@ -39,9 +39,9 @@ def _text_of(item: Any, where: str) -> tuple[str, str | None]:
         if item_id is not None and not isinstance(item_id, str):
             raise InvalidInputError(f"{where} has an id of type {_describe(item_id)}; ids must be strings")
     else:
-        raise InvalidInputError(f"{where} is a {_describe(item)}; expected a string or an Item with 'text'")
+        raise InvalidInputError(f"{where} is of type {_describe(item)}; expected a string or an Item with 'text'")
     if not isinstance(text, str):
-        raise InvalidInputError(f"{where} text is a {_describe(text)}; expected a string")
+        raise InvalidInputError(f"{where} text is of type {_describe(text)}; expected a string")
     return text, item_id
 
 
@@ -69,7 +69,7 @@ def normalize_items(
     elif isinstance(items, (list, tuple)):
         seq = items
     else:
-        raise InvalidInputError(f"{name} is a {_describe(items)}; pass a string, an Item, or a list of them")
+        raise InvalidInputError(f"{name} is of type {_describe(items)}; pass a string, an Item, or a list of them")
     if not seq:
         raise InvalidInputError(f"{name} is empty; pass at least one text")
     if len(seq) > config.max_items_per_call:

@@ -3,9 +3,10 @@
 A text longer than the model's window (counted in the model's own words) is cut into windows of at most
 ``window`` words that overlap by ``overlap`` words. Each window *owns* the words from the middle of its
 overlap with the previous window to the middle of its overlap with the next one. Entities are kept first
-from the window that owns their start (it saw them with context on both sides); entities a window found
-outside its own part are added too unless they clash with one already kept (same span and label, or any
-overlap when ``flat_ner``). Offsets always point into the original text.
+from the window that owns their start (it saw them with context on both sides), best score first (the
+greedy rule GLiNER itself uses, which only matters where two windows' entities cross the seam); entities a
+window found outside its own part are added too unless they clash with one already kept (same span and
+label, or any overlap when ``flat_ner``). Offsets always point into the original text.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def merge_entities(
             }
             (owned if win.own_start <= start < win.own_end else others).append(item)
     kept: list[dict[str, Any]] = []
-    for candidate in owned + sorted(others, key=lambda e: -e["score"]):
+    by_score = lambda e: -e["score"]  # noqa: E731
+    for candidate in sorted(owned, key=by_score) + sorted(others, key=by_score):
         if not _clashes(candidate, kept, flat_ner):
             kept.append(candidate)
     kept.sort(key=lambda e: (e["start"], e["end"], e["label"]))
