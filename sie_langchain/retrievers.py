@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -151,16 +150,18 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
         return [d.id for d in docs if d.id is not None]
 
     def _append(self, documents: Sequence[Document]) -> list[Document]:
-        docs = []
         for doc in documents:
             if not isinstance(doc, Document):
                 raise InvalidInputError(f"documents must be langchain Document objects, got {type(doc).__name__}")
             if not doc.page_content.strip():
                 raise InvalidInputError("a document has empty page_content; every document needs text to embed")
-            docs.append(
-                Document(page_content=doc.page_content, metadata=dict(doc.metadata), id=doc.id or str(uuid.uuid4()))
-            )
         with self._lock:
+            # A document without an id gets its position in the corpus: short, stable, and easy for an agent to cite.
+            start = len(self._docs)
+            docs = [
+                Document(page_content=d.page_content, metadata=dict(d.metadata), id=d.id or str(start + i))
+                for i, d in enumerate(documents)
+            ]
             self._docs.extend(docs)
         return docs
 
