@@ -27,7 +27,7 @@ from typing import Any
 from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from scripted_model import ScriptedChatModel, enum_choice
+from scripted_model import ScriptedChatModel, enum_choice, print_transcript
 
 from sie_core import Engine, EngineConfig
 from sie_langchain import SIERetriever, SIEToolkit
@@ -117,21 +117,6 @@ def chat_model_from_env() -> BaseChatModel:
     return ScriptedChatModel(policy=research_policy)
 
 
-def show(messages: Sequence[BaseMessage]) -> None:
-    """Print the agent's steps: each tool call, the first lines of each tool result, and the answer."""
-    for message in messages:
-        if isinstance(message, AIMessage):
-            for call in message.tool_calls:
-                args = {k: (v if not isinstance(v, list) else f"[{len(v)} items]") for k, v in call["args"].items()}
-                print(f"-> {call['name']}({', '.join(f'{k}={v!r}' for k, v in args.items())})")
-            if message.content and not message.tool_calls:
-                print(f"answer: {message.content}")
-        elif isinstance(message, ToolMessage):
-            lines = str(message.content).splitlines() or [""]
-            more = f" (+{len(lines) - 3} more lines)" if len(lines) > 3 else ""
-            print(f"   {message.name}: " + "\n   ".join(lines[:3]) + more)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Ask the agent one question (the command line's, or the built-in one) and print what it did."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -139,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Engine(EngineConfig.from_env()) as engine:
         agent = build_agent(chat_model_from_env(), engine)
         state = agent.invoke({"messages": [HumanMessage(content=question)]})
-    show(state["messages"])
+    print_transcript(state["messages"])
     return 0
 
 

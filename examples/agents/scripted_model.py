@@ -16,7 +16,7 @@ from typing import Any
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -68,3 +68,18 @@ def enum_choice(schema: dict[str, Any], argument: str = "model", prefer: str | N
     """Pick a value of an enum argument the way a model reading the schema would (``prefer`` if offered)."""
     options = schema["parameters"]["properties"][argument]["enum"]
     return prefer if prefer in options else options[0]
+
+
+def print_transcript(messages: Sequence[BaseMessage]) -> None:
+    """Print an agent run: each tool call, the first lines of each tool result, and the final answer."""
+    for message in messages:
+        if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                args = {k: (f"[{len(v)} items]" if isinstance(v, list) else v) for k, v in call["args"].items()}
+                print(f"-> {call['name']}({', '.join(f'{k}={v!r}' for k, v in args.items())})")
+            if message.text and not message.tool_calls:
+                print(f"answer: {message.text}")
+        elif isinstance(message, ToolMessage):
+            lines = message.text.splitlines() or [""]
+            more = f" (+{len(lines) - 3} more lines)" if len(lines) > 3 else ""
+            print(f"   {message.name}: " + "\n   ".join(lines[:3]) + more)
