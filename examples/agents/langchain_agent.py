@@ -6,7 +6,7 @@ task, each described in one line, so the agent chooses the model per call. All t
 process on one shared ``sie_core.Engine``. The agent is ``langchain.agents.create_agent``.
 
 Run it with a real chat model (any provider ``init_chat_model`` knows; install its package first):
-    pip install langchain-openai && export OPENAI_API_KEY=...
+    pip install -e '.[all]' langchain-openai && export OPENAI_API_KEY=...
     SIE_CHAT_MODEL=openai:gpt-4.1-mini python examples/agents/langchain_agent.py "When is the Acme invoice due?"
 
 Without ``SIE_CHAT_MODEL`` a scripted stand-in (``scripted_model.py``) plays the chat model's part — it
