@@ -120,9 +120,7 @@ def _has_torch_weights(folder: Path) -> bool:
 def _hub_cache_folder(repo_id: str, revision: str | None, cache_dir: str | None) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.utils import disable_progress_bars
 
-        disable_progress_bars()
         folder = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
     except Exception:  # not cached (or a broken cache entry): just not found here
         return None
@@ -258,7 +256,7 @@ def download(
     """Download a hub repository into the Hugging Face cache and return its folder.
 
     Only the files the backend needs are fetched (no TensorFlow/Flax copies; for torch no ONNX files,
-    and no ``.bin`` duplicates when ``.safetensors`` exist). Progress bars go to stderr.
+    and no ``.bin`` duplicates when ``.safetensors`` exist). The hub's progress bars go to stderr.
     """
     from huggingface_hub import HfApi, snapshot_download
 
