@@ -12,12 +12,13 @@ import logging
 import os
 import signal
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sie_core import Engine, InvalidInputError
 from sie_core.cli import add_engine_arguments, config_from_args
 
-from .http_common import ServerSettings
+if TYPE_CHECKING:  # the web framework is imported only when the server runs, never to build the CLI parser
+    from .http_common import ServerSettings
 
 __all__ = ["add_serve", "build_settings", "run_serve"]
 
@@ -76,6 +77,8 @@ def add_serve(sub: argparse.ArgumentParser) -> Any:
 
 def build_settings(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServerSettings:
     """ServerSettings from parsed flags (and ``SIE_AUTH_TOKEN``)."""
+    from .http_common import ServerSettings
+
     env = os.environ if environ is None else environ
     if not _is_loopback(args.host) and not args.allow_remote:
         raise InvalidInputError(

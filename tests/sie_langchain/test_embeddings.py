@@ -10,7 +10,7 @@ from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 import sie_langchain
-from sie_core import Engine, InvalidInputError
+from sie_core import Engine, InvalidInputError, RemoteUnavailableError
 from sie_langchain import SIEEmbeddings, SIEReranker, SIERetriever
 
 from . import _shared
@@ -173,9 +173,9 @@ def test_engine_source_arguments_are_checked(lc_engine: Engine) -> None:
         SIEEmbeddings(engine="not an engine")  # type: ignore[arg-type]
 
 
-def test_base_url_without_remote_backend_raises_clear_error() -> None:
-    """Until sie_core gains Engine(base_url=...) (the HTTP issue), base_url fails with a clear message."""
+def test_base_url_with_no_server_raises_clear_error() -> None:
+    """base_url uses sie_core's remote backend; with nothing listening there, the error says so."""
     embeddings = SIEEmbeddings(base_url="http://127.0.0.1:9", api_key="secret")
     assert "secret" not in repr(embeddings)
-    with pytest.raises(InvalidInputError, match="remote backend"):
+    with pytest.raises(RemoteUnavailableError, match="cannot be reached"):
         embeddings.embed_query("revenue")

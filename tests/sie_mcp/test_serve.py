@@ -315,3 +315,14 @@ def test_stdio_mcp_server_with_base_url(served: ServeProcess, local: Engine, tmp
     after = httpx.get(served.url + "/metrics").text
     key = f'sie_requests_total{{model="{SEED_RERANKER}",task="score"}}'
     assert _sample(after, key) == _sample(before, key) + 1
+
+
+def test_serve_refuses_unsafe_or_confused_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from sie_core.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "--allow-remote" in capsys.readouterr().err
+    assert main(["serve", "--base-url", "http://127.0.0.1:8080"]) == 2
+    assert "for clients" in capsys.readouterr().err
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "TCP port" in capsys.readouterr().err
