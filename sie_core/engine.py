@@ -282,12 +282,10 @@ class Engine:
     def model_state(self, model: str) -> str:
         """``not_loaded``, ``loading``, ``loaded`` or ``failed`` (cheap; for progress reporting).
 
-        For a remote engine this asks the server (one HTTP request).
+        For a remote engine: the state the server last reported to this engine (no request is sent).
         """
         if self.config.base_url is not None:
-            self._start()
-            assert self._remote is not None
-            return self._sync(self._remote.model_state, model)
+            return self._remote.model_state(model) if self._remote is not None else "not_loaded"
         manager = self._manager
         if manager is None:
             return "not_loaded"

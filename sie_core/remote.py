@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .config import EngineConfig
-from .errors import ModelLoadingError, OverloadedError, RemoteError, RemoteUnavailableError, SieError, UnknownModelError
+from .errors import ModelLoadingError, OverloadedError, RemoteError, RemoteUnavailableError, SieError
 from .results import EncodeResult, ExtractResult, ModelInfo, ScoreResult
 from .wire import (
     ERROR_CODE_HEADER,
@@ -69,6 +69,7 @@ class RemoteBackend:
         self._listeners = listeners
         self._httpx = httpx
         self._client: Any = None
+        self._states: dict[str, str] = {}  # what the server last told us about each model
 
     def _http(self) -> Any:
         if self._client is None:
@@ -92,7 +93,9 @@ class RemoteBackend:
             await client.aclose()
 
     # ------------------------------------------------------------------ transport
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, model: str | None = None
+    ) -> Any:
         """One logical request with retries; returns the decoded body of a 2xx answer.
 
         Raises:
@@ -131,9 +134,13 @@ class RemoteBackend:
                     f"({type(exc).__name__}: {exc})"
                 ) from None
             if response.status_code < 400:
+                if model is not None:
+                    self._states[model] = "loaded"
                 return self._decode(response)
             error = self._error(response)
             if isinstance(error, ModelLoadingError):
+                if model is not None:
+                    self._states[model] = "loading"
                 waited = time.monotonic() - started
                 if waited < self.config.load_timeout_s:
                     delay = min(error.retry_after or _DEFAULT_LOADING_DELAY_S, self.config.load_timeout_s - waited)
@@ -212,7 +219,7 @@ class RemoteBackend:
         started = time.perf_counter()
         error: SieError | None = None
         try:
-            return await self._request("POST", f"/v1/{task}/{_path(model)}", body)
+            return await self._request("POST", f"/v1/{task}/{_path(model)}", body, model=model)
         except SieError as exc:
             error = exc
             raise
@@ -297,7 +304,9 @@ class RemoteBackend:
         data = await self._request("GET", f"/v1/models/{_path(model)}")
         if not isinstance(data, dict):
             raise RemoteError(f"the server at {self.base_url} sent no model info for {model!r}")
-        return model_info_from_wire(data)
+        info = model_info_from_wire(data)
+        self._states[model] = info.state
+        return info
 
     async def load(self, model: str, task: str | None) -> ModelInfo:
         """Check the model exists on the server (and can do ``task``); the server loads it on first use."""
@@ -308,12 +317,9 @@ class RemoteBackend:
             raise WrongTaskError(f"model {info.id!r} on {self.base_url} is a {'/'.join(info.tasks)} model, not {task}")
         return info
 
-    async def model_state(self, model: str) -> str:
-        """The model's state on the server (``not_loaded`` when the server does not know it)."""
-        try:
-            return (await self.model_info(model)).state
-        except UnknownModelError:
-            return "not_loaded"
+    def model_state(self, model: str) -> str:
+        """The model's state as the server last reported it to this client (no request is sent)."""
+        return self._states.get(model, "not_loaded")
 
 
 def _path(model: str) -> str:

@@ -116,6 +116,7 @@ def test_models_load_and_state(remote: Engine, local: Engine) -> None:
     assert {ENC, RERANK, NER, MINILM} <= set(listed)
     assert listed[RERANK].tasks == ("score",)
     assert [m.id for m in remote.list_models("extract")] == [m.id for m in local.list_models("extract")]
+    assert remote.model_state(ENC) == "not_loaded"  # nothing learned from the server yet; no request sent
     info = remote.load(ENC, task="encode")
     assert info.id == ENC and info.dims == 32
     assert remote.model_state(ENC) == "loaded"
