@@ -27,6 +27,7 @@ logger = logging.getLogger("sie_core.cli")
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "models": ("list the model catalog and where each model's weights are", "sie_core.cli:_add_models"),
     "pull": ("download model weights ahead of time", "sie_core.cli:_add_pull"),
+    "mcp": ("run the MCP server (stdio or streamable HTTP)", "sie_mcp.cli:add_mcp_command"),
 }
 
 Handler = Callable[[argparse.Namespace], int]
