@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sie_core.cli import Handler, add_engine_arguments, config_from_args, setup_logging
-from sie_core.config import load_config_file
+from sie_core.config import EngineConfig, load_config_file
 from sie_core.errors import SieError
 
 __all__ = ["add_mcp_command", "main", "run_mcp"]
@@ -138,7 +138,10 @@ def run_mcp(args: argparse.Namespace) -> int:
     defaults = _defaults(args.default_model)
     if defaults:
         config = config.replace(default_models={**config.default_models, **defaults})
-    max_items = args.max_items_per_call or min(DEFAULT_MAX_ITEMS, config.max_items_per_call)
+    # Results of MCP calls land in an agent's context: a smaller cap than the engine's, unless one was set.
+    engine_default = EngineConfig.__dataclass_fields__["max_items_per_call"].default
+    explicit = config.max_items_per_call != engine_default
+    max_items = config.max_items_per_call if explicit else min(DEFAULT_MAX_ITEMS, engine_default)
 
     import asyncio
 

@@ -6,12 +6,14 @@ Nothing here knows about tools; it takes the server object :func:`sie_mcp.create
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import io
 import logging
 import os
+import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TextIO
 
@@ -238,22 +240,51 @@ def create_http_app(
 
 
 async def serve_http(app: Any, *, host: str, port: int, log_level: str = "info") -> None:
-    """Serve an ASGI app with uvicorn until SIGTERM/SIGINT, then shut down gracefully."""
+    """Serve an ASGI app with uvicorn until SIGTERM/SIGINT, then shut down gracefully and return.
+
+    Open requests get a few seconds to finish, the app's lifespan (the MCP session manager) is exited, and
+    the function returns, so the caller can close the engine and exit with status 0.
+    """
+    server = _uvicorn_server_class()(
+        _uvicorn_config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,  # our logging (stderr) handles uvicorn's loggers too
+            log_level=log_level.lower(),
+            access_log=log_level.upper() == "DEBUG",
+            timeout_graceful_shutdown=5,
+            lifespan="on",
+        )
+    )
+    await server.serve()
+    if not server.started:
+        raise SieError(f"the MCP HTTP server could not start on {host}:{port} (see the log above)")
+    logger.info("MCP HTTP server shut down")
+
+
+def _uvicorn_config(app: Any, **options: Any) -> Any:
     import uvicorn
 
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,  # our logging (stderr) handles uvicorn's loggers too
-        log_level=log_level.lower(),
-        access_log=log_level.upper() == "DEBUG",
-        timeout_graceful_shutdown=5,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    await server.serve()
-    if server.started:
-        logger.info("MCP HTTP server shut down")
-    else:
-        raise SieError(f"the MCP HTTP server could not start on {host}:{port} (see the log above)")
+    return uvicorn.Config(app, **options)
+
+
+def _uvicorn_server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        """uvicorn, minus re-raising the stop signal after shutdown (which would kill us before cleanup)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            signals = (signal.SIGINT, signal.SIGTERM)
+            for sig in signals:
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            try:
+                yield
+            finally:
+                for sig in signals:
+                    loop.remove_signal_handler(sig)
+
+    return Server

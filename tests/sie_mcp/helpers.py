@@ -177,3 +177,32 @@ def run_inspector(args: list[str], tmp_path: Path, timeout: float = 120) -> tupl
     except ValueError:
         parsed = done.stdout
     return done.returncode, parsed, done.stderr
+
+
+# ---------------------------------------------------------------------------------------------- real transports
+@contextlib.asynccontextmanager
+async def stdio_session(command: str, args: list[str], env: dict[str, str]) -> AsyncIterator[Caller]:
+    """The SDK's stdio client against a spawned server process (mcp 1.x and 2.x)."""
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command=command, args=args, env=env)
+    async with stdio_client(params) as streams, ClientSession(streams[0], streams[1]) as session:
+        await session.initialize()
+        yield Caller(session)
+
+
+@contextlib.asynccontextmanager
+async def http_session(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[Caller]:
+    """The SDK's streamable-HTTP client (mcp 1.x and 2.x)."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(url, http_client=http) as streams,
+        ClientSession(streams[0], streams[1]) as session,
+    ):
+        await session.initialize()
+        yield Caller(session)

@@ -148,7 +148,7 @@ LONG = "x" * 200_001
     [
         ("encode", {"texts": ["a"], "model": "nope/missing"}, "is not served here; available: "),
         ("encode", {"texts": ["a"], "model": "tiny-reranker"}, "is a score model and cannot encode"),
-        ("rerank", {"query": "q", "documents": ["a"], "model": "tiny-encoder"}, "is a encode model and cannot score"),
+        ("rerank", {"query": "q", "documents": ["a"], "model": "tiny-encoder"}, "is an encode model and cannot score"),
         ("extract", {"text": "a b", "labels": ["x"], "model": "tiny-encoder"}, "cannot extract"),
         ("encode", {"texts": ["a"], "model": "/etc"}, "local path, and this server does not load arbitrary paths"),
         ("encode", {"texts": []}, "texts is empty; pass at least one text"),
