@@ -139,9 +139,8 @@ def run_mcp(args: argparse.Namespace) -> int:
     if defaults:
         config = config.replace(default_models={**config.default_models, **defaults})
     # Results of MCP calls land in an agent's context: a smaller cap than the engine's, unless one was set.
-    engine_default = EngineConfig.__dataclass_fields__["max_items_per_call"].default
-    explicit = config.max_items_per_call != engine_default
-    max_items = config.max_items_per_call if explicit else min(DEFAULT_MAX_ITEMS, engine_default)
+    explicit = config.max_items_per_call != EngineConfig().max_items_per_call
+    max_items = config.max_items_per_call if explicit else min(DEFAULT_MAX_ITEMS, config.max_items_per_call)
 
     import asyncio
 

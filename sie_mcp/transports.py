@@ -272,7 +272,7 @@ def _uvicorn_config(app: Any, **options: Any) -> Any:
 def _uvicorn_server_class() -> Any:
     import uvicorn
 
-    class Server(uvicorn.Server):  # type: ignore[misc]
+    class Server(uvicorn.Server):
         """uvicorn, minus re-raising the stop signal after shutdown (which would kill us before cleanup)."""
 
         @contextlib.contextmanager
