@@ -215,7 +215,7 @@ async def _with_progress(engine: Engine, ctx: Context, model: str, work: Awaitab
             if done:
                 return task.result()
             beat += 1
-            doing = "loading model" if engine.model_state(model) == "loading" else "running"
+            doing = "running" if engine.model_state(model) == "loaded" else "loading model"
             await ctx.report_progress(beat, None, f"{doing} {model} ({time.monotonic() - started:.0f} s)")
     finally:
         if not task.done():
