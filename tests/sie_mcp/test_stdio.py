@@ -7,13 +7,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from .helpers import ROOT, server_env, sie_agents_command, stdio_session, text_of
+from .helpers import ROOT, model_flags, server_env, sie_agents_command, stdio_session, text_of
 
 pytestmark = pytest.mark.slow
 
@@ -60,9 +61,9 @@ async def test_stdio_server_with_a_real_model_writes_only_json_rpc_to_stdout(tmp
     assert "notifications/progress" in methods
 
 
-def test_stdio_server_exits_cleanly_when_stdin_closes() -> None:
+def test_stdio_cancelled_call_then_more_calls_then_clean_exit_when_stdin_closes(tiny_models: dict[str, Path]) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "sie_mcp"],
+        [sys.executable, "-m", "sie_mcp", *model_flags(tiny_models)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -70,19 +71,37 @@ def test_stdio_server_exits_cleanly_when_stdin_closes() -> None:
         text=True,
     )
     assert process.stdin is not None and process.stdout is not None
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-    }
-    process.stdin.write(json.dumps(initialize) + "\n")
-    process.stdin.flush()
-    reply = json.loads(process.stdout.readline())
-    assert reply["id"] == 1 and reply["result"]["serverInfo"]["name"] == "sie-agents"
+
+    def send(message: dict[str, Any]) -> None:
+        assert process.stdin is not None
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", **message}) + "\n")
+        process.stdin.flush()
+
+    def read_until(request_id: int) -> list[dict[str, Any]]:
+        assert process.stdout is not None
+        seen = []
+        while True:
+            message = json.loads(process.stdout.readline())
+            seen.append(message)
+            if message.get("id") == request_id:
+                return seen
+
+    client = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    send({"id": 1, "method": "initialize", "params": client})
+    (reply,) = read_until(1)
+    assert reply["result"]["serverInfo"]["name"] == "sie-agents"
+    send({"method": "notifications/initialized"})
+    # A first call that waits for the model to load (torch is imported then), cancelled by the client mid-way.
+    send({"id": 2, "method": "tools/call", "params": {"name": "encode", "arguments": {"texts": ["word " * 200] * 64}}})
+    time.sleep(0.5)
+    send({"method": "notifications/cancelled", "params": {"requestId": 2, "reason": "user gave up"}})
+    send({"id": 3, "method": "tools/call", "params": {"name": "encode", "arguments": {"texts": ["after cancel"]}}})
+    seen = read_until(3)
+    assert seen[-1]["result"]["isError"] is False and seen[-1]["result"]["structuredContent"]["count"] == 1
     process.stdin.close()
     assert process.wait(timeout=30) == 0
-    assert process.stdout.read() == ""
+    rest = [json.loads(line) for line in process.stdout.read().splitlines()]
+    assert not [m for m in seen + rest if m.get("id") == 2 and "result" in m], "the cancelled call must not answer"
     assert "stdin closed" in (process.stderr.read() if process.stderr else "")
 
 
@@ -107,9 +126,11 @@ async def test_readme_claude_desktop_entry_launches_as_written(tmp_path: Path) -
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **entry["env"], "HF_HUB_OFFLINE": "1"}
     async with stdio_session(command, entry["args"], env) as client:
         tools = await client.tools()
-        encoded = await client.call("encode", {"texts": ["Claude Desktop says hello"]})
+        listed = await client.call("list_models", {})
     assert set(tools) == {"encode", "rerank", "extract", "list_models"}
-    assert encoded["isError"] is False and encoded["structuredContent"]["model"] == MINILM
+    # Real calls over stdio with the same executable are the first test's job; this one proves the entry starts
+    # a working server with the env block applied (SIE_MAX_LOADED_MODELS etc. parse) and the default models.
+    assert listed["isError"] is False and listed["structuredContent"]["defaults"]["encode"] == MINILM
 
 
 def test_claim_stdio_diverts_prints_fd_writes_and_children_to_stderr() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,9 @@ LONG = "x" * 200_001
         ("rerank", {"query": "q", "documents": ["a"] * 9}, "documents has 9 entries; at most 8"),
         ("encode", {"texts": [LONG]}, "texts[0] has 200,001 characters; at most 200,000 are allowed"),
         ("extract", {"text": "Alice works at Globex"}, "labels"),
+        ("extract", {"text": " ", "labels": ["person"]}, "text is empty"),
+        ("extract", {"text": LONG, "labels": ["person"]}, "text has 200,001 characters"),
+        ("extract", {"texts": ["a", ""], "labels": ["person"]}, "texts[1] is empty"),
         ("extract", {"text": "Alice works at Globex", "labels": []}, "labels are missing"),
         ("extract", {"text": "Alice", "labels": ["person"], "threshold": 1.5}, "threshold must be between 0 and 1"),
         ("extract", {"text": "Alice", "texts": ["Bob"], "labels": ["person"]}, "pass either text"),
@@ -227,23 +231,35 @@ async def test_allow_any_model_accepts_hub_ids_but_never_local_paths(tiny_models
     assert listed["structuredContent"]["allow_any_model"] is True
 
 
-async def test_progress_notifications_while_the_model_loads(tiny_models: dict[str, Path]) -> None:
+async def test_progress_notifications_while_the_model_loads(
+    tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sie_core.models
+
+    real_load = sie_core.models.load_adapter
+
+    def slow_load(*args: Any) -> Any:
+        time.sleep(0.5)  # a load that takes a while, like a first load or a download
+        return real_load(*args)
+
+    monkeypatch.setattr(sie_core.models, "load_adapter", slow_load)
     notes: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         notes.append((progress, total, message))
 
     with Engine(server_config(tiny_models)) as engine:
-        server = create_server(engine, McpSettings(progress_interval_s=0.02))
+        server = create_server(engine, McpSettings(progress_interval_s=0.05))
         async with connect(server) as client:
             assert engine.model_state("tiny-gliner") == "not_loaded"
             result = await client.call("extract", {"text": ALICE, "labels": ["person"]}, progress=on_progress)
             count = len(notes)
             again = await client.call("extract", {"text": ALICE, "labels": ["person"]}, progress=on_progress)
     assert result["isError"] is False and again["isError"] is False
-    assert count >= 1, "a load takes several progress intervals"
+    assert count >= 3, "a 0.5 s load takes several 0.05 s progress intervals"
     assert [n[0] for n in notes[:count]] == list(range(1, count + 1))  # progress increases
-    assert any(m and "loading model tiny-gliner" in m for _, _, m in notes[:count])
+    assert all(m and "tiny-gliner" in m for _, _, m in notes[:count])
+    assert "loading model tiny-gliner" in str(notes[0][2])
 
 
 async def test_cancelled_call_does_not_break_others(server: Any) -> None:
