@@ -290,11 +290,7 @@ class Engine:
         if manager is None:
             return "not_loaded"
         spec = self.catalog.get(model)
-        key = spec.id if spec is not None else model
-        if any(m.spec.id == key for m in manager.loaded()):
-            return "loaded"
-        stats = manager._stats.get(key)
-        return stats.state if stats is not None else "not_loaded"
+        return manager.state(spec.id if spec is not None else model)
 
     def queue_depth(self) -> dict[str, int]:
         """Items waiting per loaded model."""

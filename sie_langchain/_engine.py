@@ -36,7 +36,7 @@ def default_engine() -> Engine:
 def set_default_engine(engine: Engine | None) -> None:
     """Make ``engine`` the process-wide default (None: create a fresh one from the environment on next use).
 
-    Classes that already resolved their engine keep it; set the default before building them.
+    An object keeps the engine it resolved on its first call; set the default before that.
     """
     global _default
     with _lock:

@@ -70,11 +70,17 @@ class SIEToolkit(SIEEngineClient, BaseToolkit):
     @model_validator(mode="after")
     def _check_tasks(self) -> SIEToolkit:
         table = self.table(check_only=True)
-        for task, (function, _) in table.items():
+        for task, (function, models) in table.items():
             if function == "encode" and self.retriever is None:
                 raise InvalidInputError(
                     f"task {task!r} (encode) searches a corpus; pass retriever=SIERetriever.from_texts(...) "
                     "or leave the task out"
+                )
+            over_store = self.retriever is not None and self.retriever.vectorstore is not None
+            if function == "encode" and over_store and len(models) > 1:
+                raise InvalidInputError(
+                    f"task {task!r}: a retriever over a vectorstore searches with the store's own embeddings, "
+                    f"so the agent cannot choose among {len(models)} encode models; name one"
                 )
         return self
 

@@ -314,6 +314,10 @@ class SIESearchTool(_SIETool):
             return None
         return self._pick(model, None)
 
+    def _used_model(self, model: str | None) -> str | None:
+        """The encode model that searched (None for a vector store, whose embeddings are its own)."""
+        return None if self.retriever.vectorstore is not None else self.retriever._model_name(model)
+
     def _run(
         self,
         query: str,
@@ -326,7 +330,7 @@ class SIESearchTool(_SIETool):
             docs = self.retriever.search(query, k=k, model=name)
         except SieError as exc:
             raise ToolException(str(exc)) from exc
-        return _search_output(docs, name or self.retriever.model)
+        return _search_output(docs, self._used_model(name))
 
     async def _arun(
         self,
@@ -340,7 +344,7 @@ class SIESearchTool(_SIETool):
             docs = await self.retriever.asearch(query, k=k, model=name)
         except SieError as exc:
             raise ToolException(str(exc)) from exc
-        return _search_output(docs, name or self.retriever.model)
+        return _search_output(docs, self._used_model(name))
 
 
 def _search_output(docs: Sequence[Document], model: str | None) -> tuple[str, dict[str, Any]]:

@@ -81,6 +81,7 @@ def add_mcp_command(sub: argparse.ArgumentParser) -> Handler:
         help="start loading MODEL right away instead of on first use (repeatable; SIE_MCP_PRELOAD, comma-separated)",
     )
     add_engine_arguments(sub)
+    sub.set_defaults(log_level=env.get("SIE_LOG_LEVEL", "INFO"))  # MCP clients configure servers by env
     return run_mcp
 
 
@@ -176,6 +177,8 @@ def run_mcp(args: argparse.Namespace) -> int:
                 auth_token=args.auth_token,
                 on_start=on_start,
             )
+            if args.host not in ("127.0.0.1", "localhost", "::1") and not args.auth_token:
+                logger.warning("serving %s without an auth token: anyone who reaches it can use it", args.host)
             where = f"[{args.host}]" if ":" in args.host else args.host
             logger.info(
                 "sie-agents MCP server on http://%s:%d%s (%s%s)",

@@ -380,14 +380,16 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
     ) -> Annotated[CallToolResult, ExtractOutput]:
         if (text is None) == (texts is None):
             raise ToolError("pass either text (one string) or texts (a list of strings), not both and not neither")
-        items = [text] if text is not None else list(texts or [])
-        _check_count("text" if text is not None else "texts", items, s.max_items_per_call)
+        items: str | list[str] = text if text is not None else list(texts or [])
+        if isinstance(items, list):
+            _check_count("texts", items, s.max_items_per_call)
         name = model or default_id("extract")
         work = engine.aextract(model, items, labels=labels, threshold=threshold)
         try:
-            results = await _with_progress(engine, ctx, name, work, interval)
+            found_in = await _with_progress(engine, ctx, name, work, interval)
         except SieError as exc:
             raise _fail(exc, "text" if text is not None else "texts") from None
+        results = found_in if isinstance(found_in, list) else [found_in]
         per_text = [
             ExtractedText(
                 index=i,
@@ -400,7 +402,7 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
         ]
         found = [(t.index, e) for t in per_text for e in t.entities]
         model_id = results[0].model
-        head = f"Found {_plural(len(found), 'entity', 'entities')} in {_plural(len(items), 'text')} with {model_id}"
+        head = f"Found {_plural(len(found), 'entity', 'entities')} in {_plural(len(results), 'text')} with {model_id}"
         lines = [head + (":" if found else ".")]
         for index, e in found[: s.preview_lines]:
             where = f"text {index} " if texts is not None else ""

@@ -48,7 +48,7 @@ class CrossEncoderScorer(ScorerAdapter):
             )
         self.model: Any = model
         self.tokenizer: Any = getattr(model, "tokenizer", None)
-        self.max_length = spec.max_length or getattr(model, "max_length", None)
+        self.max_length = spec.max_length or getattr(model, "max_seq_length", None)
         self._identity = torch.nn.Identity()
         self.memory_bytes = parameter_bytes(model)
 

@@ -6,11 +6,12 @@ import pytest
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_tests.integration_tests import ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 
 from sie_core import Engine
-from sie_langchain import SIEExtractor, SIERerankTool, SIERetriever, SIEToolkit
+from sie_langchain import SIEEmbeddings, SIEExtractor, SIERerankTool, SIERetriever, SIEToolkit
 
 from . import _shared
 from ._shared import CORPUS, MINILM, TINY_ENCODER, TINY_EXTRACTOR, TINY_RERANKER, TINY_RERANKER_B
@@ -246,3 +247,16 @@ def test_toolkit_tools_share_the_toolkit_engine(lc_engine: Engine) -> None:
     assert all(t.client is lc_engine for t in toolkit.get_tools())
     with pytest.raises(ValueError, match="either engine= or base_url="):
         SIEToolkit(engine=lc_engine, base_url="http://127.0.0.1:9")
+
+
+def test_search_tool_over_a_vector_store(lc_engine: Engine) -> None:
+    store = InMemoryVectorStore.from_texts(CORPUS, SIEEmbeddings(model=MINILM, engine=lc_engine))
+    retriever = SIERetriever(vectorstore=store, engine=lc_engine, k=2)
+    (search,) = SIEToolkit(engine=lc_engine, retriever=retriever, tasks={"retrieve": ("encode", MINILM)}).get_tools()
+    assert "model" not in convert_to_openai_tool(search)["function"]["parameters"]["properties"]
+    message = _call(search, {"query": "vegetarian lunch"})
+    assert message.artifact["model"] is None
+    assert message.artifact["documents"][0]["text"] == CORPUS[2]
+    assert len(message.artifact["documents"]) == 2
+    with pytest.raises(ValueError, match="cannot choose among 2 encode models"):
+        SIEToolkit(engine=lc_engine, retriever=retriever, tasks={"retrieve": ("encode", MINILM, TINY_ENCODER)})

@@ -76,22 +76,29 @@ async def test_one_http_server_serves_many_clients_and_shares_loaded_models(http
 
 
 @pytest.mark.slow
-async def test_http_server_shuts_down_gracefully_on_sigterm(tiny_models: dict[str, Path], tmp_path: Path) -> None:
-    server = HttpServer(["--model", f"encode=tiny-encoder={tiny_models['encoder']}"], tmp_path / "server.log")
-    before: dict[str, Any] = {}
+async def test_preload_then_graceful_shutdown_on_sigterm(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    flags = ["--model", f"encode=tiny-encoder={tiny_models['encoder']}", "--preload", "acme/not-served"]
+    server = HttpServer([*flags, "--preload", "tiny-encoder"], tmp_path / "server.log")
+    states: list[bool] = []
     code, elapsed = None, 0.0
     try:
         # The client's session is still open when SIGTERM arrives; its own teardown then fails, which is fine.
         with contextlib.suppress(Exception):
             async with http_session(server.url) as client:
-                before = await client.call("encode", {"texts": ["before shutdown"], "model": "tiny-encoder"})
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and not (states and states[-1]):
+                    listed = await client.call("list_models", {"task": "encode"})
+                    models = {m["id"]: m for m in listed["structuredContent"]["models"]}
+                    states.append(models["tiny-encoder"]["loaded"])
+                    await asyncio.sleep(0.2)
                 started = time.monotonic()
                 code = await asyncio.to_thread(server.stop)
                 elapsed = time.monotonic() - started
     finally:
         server.stop()
-    assert before["isError"] is False
     log = (tmp_path / "server.log").read_text()
+    assert states and states[-1] is True, log  # loaded without any tool call naming it
+    assert "preload of acme/not-served failed" in log and "preloaded tiny-encoder" in log
     assert code == 0, log
     assert elapsed < 20, log
     assert "MCP HTTP server shut down" in log and "unloaded tiny-encoder (engine closed)" in log

@@ -26,13 +26,13 @@ def test_inspector_lists_tools_over_stdio_with_portable_schemas(tiny_models: dic
 
 
 def test_inspector_calls_a_tool_over_stdio(tiny_models: dict[str, Path], tmp_path: Path) -> None:
-    args = ["--method", "tools/call", "--tool-name", "encode", "--tool-arg", 'texts=["a b", "c d"]', "dims=8"]
+    args = ["--method", "tools/call", "--tool-name", "list_models", "--tool-arg", "task=rerank"]
     code, out, err = run_inspector([*stdio_target(tiny_models), *args], tmp_path)
     assert code == 0, err
     assert not out.get("isError")
-    assert out["structuredContent"]["model"] == "tiny-encoder" and out["structuredContent"]["dims"] == 8
-    assert [len(v) for v in out["structuredContent"]["vectors"]] == [8, 8]
-    assert "2 vectors of 8 dimensions" in out["content"][0]["text"]
+    models = out["structuredContent"]["models"]
+    assert {m["task"] for m in models} == {"score"} and "tiny-reranker" in {m["id"] for m in models}
+    assert "tiny-reranker [default]" in out["content"][0]["text"]
 
 
 def test_inspector_sees_a_tool_error_for_an_unknown_model(tiny_models: dict[str, Path], tmp_path: Path) -> None:
@@ -47,6 +47,12 @@ def test_inspector_over_streamable_http_with_the_token(http_server: HttpServer, 
     code, out, err = run_inspector([http_server.url, *header, "--method", "tools/list"], tmp_path)
     assert code == 0, err
     assert {t["name"] for t in out["tools"]} == {"encode", "rerank", "extract", "list_models"}
+    encode = ["--method", "tools/call", "--tool-name", "encode", "--tool-arg", 'texts=["a b", "c d"]', "dims=8"]
+    code, out, err = run_inspector([http_server.url, *header, *encode], tmp_path)
+    assert code == 0, err
+    assert out["structuredContent"]["model"] == "tiny-encoder" and out["structuredContent"]["dims"] == 8
+    assert [len(v) for v in out["structuredContent"]["vectors"]] == [8, 8]
+    assert "2 vectors of 8 dimensions" in out["content"][0]["text"]
     call = ["--method", "tools/call", "--tool-name", "rerank", "--tool-arg", "query=invoice due"]
     call += ['documents=["Invoice 4471 is due on 30 June.", "A fox."]', "top_k=1"]
     code, out, err = run_inspector([http_server.url, *header, *call], tmp_path)

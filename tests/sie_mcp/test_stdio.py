@@ -126,9 +126,11 @@ async def test_readme_claude_desktop_entry_launches_as_written(tmp_path: Path) -
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **entry["env"], "HF_HUB_OFFLINE": "1"}
     async with stdio_session(command, entry["args"], env) as client:
         tools = await client.tools()
-        encoded = await client.call("encode", {"texts": ["Claude Desktop says hello"]})
+        listed = await client.call("list_models", {})
     assert set(tools) == {"encode", "rerank", "extract", "list_models"}
-    assert encoded["isError"] is False and encoded["structuredContent"]["model"] == MINILM
+    # Real calls over stdio with the same executable are the first test's job; this one proves the entry starts
+    # a working server with the env block applied (SIE_MAX_LOADED_MODELS etc. parse) and the default models.
+    assert listed["isError"] is False and listed["structuredContent"]["defaults"]["encode"] == MINILM
 
 
 def test_claim_stdio_diverts_prints_fd_writes_and_children_to_stderr() -> None:
