@@ -248,7 +248,11 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     task.cancel()
     try:
         await task
-    except BaseException:  # the cancellation (or whatever the call ended with) goes nowhere: nobody listens
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and getattr(current, "cancelling", lambda: 0)():
+            raise  # this handler itself is being cancelled (server shutdown): let that through
+    except Exception:  # whatever the call ended with goes nowhere: nobody listens any more
         pass
     raise ClientGoneError()
 
