@@ -27,6 +27,8 @@ logger = logging.getLogger("sie_core.cli")
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "models": ("list the model catalog and where each model's weights are", "sie_core.cli:_add_models"),
     "pull": ("download model weights ahead of time", "sie_core.cli:_add_pull"),
+    "mcp": ("run the MCP server (stdio or streamable HTTP)", "sie_mcp.cli:add_mcp_command"),
+    "serve": ("serve models over HTTP: SIE API, OpenAI embeddings, MCP at /mcp, metrics", "sie_mcp.serve:add_serve"),
     "export-onnx": ("make an ONNX (optionally int8) copy for the fast CPU path", "sie_core.onnx_export:add_command"),
 }
 
@@ -56,6 +58,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TASK=ID[=PATH]",
         help="serve an extra model (repeatable), e.g. encode=my-org/my-embedder or encode=mine=/models/mine",
     )
+    group.add_argument(
+        "--base-url",
+        help="use the models of a running SIE-compatible server (`sie-agents serve`) instead of loading them here "
+        "(SIE_BASE_URL)",
+    )
+    group.add_argument("--api-key", help="bearer token for --base-url (SIE_API_KEY; prefer the variable)")
     group.add_argument("--log-level", default="INFO", help="log level on stderr (default INFO)")
 
 
@@ -81,6 +89,8 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> EngineConfig
             "cache_dir",
             "offline",
             "num_threads",
+            "base_url",
+            "api_key",
         )
     }
     models = [_parse_model_flag(v) for v in getattr(args, "extra_models", None) or []]

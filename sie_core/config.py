@@ -56,6 +56,12 @@ class EngineConfig:
         onnx_dir: Folder where ``sie-agents export-onnx`` writes ONNX copies and the engine looks for them
             (None = ``~/.cache/sie-agents/onnx``, or under ``$XDG_CACHE_HOME``).
         load_timeout_s: Give up on a load that takes longer (downloads included).
+        base_url: Use a remote SIE-compatible server (``sie-agents serve`` or an SIE cluster) instead of
+            loading models in this process, e.g. ``http://localhost:8080``. Every call then goes over HTTP.
+        api_key: Bearer token sent to ``base_url``.
+        remote_timeout_s: How long one HTTP request to ``base_url`` may take.
+        remote_max_retries: Retries of a remote request that could not connect or met a full queue
+            (with backoff); a model that is still loading on the server is waited for up to ``load_timeout_s``.
     """
 
     device: str = "auto"
@@ -79,6 +85,10 @@ class EngineConfig:
     num_threads: int | None = None
     onnx_dir: str | None = None
     load_timeout_s: float = 1800.0
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    remote_timeout_s: float = 300.0
+    remote_max_retries: int = 4
 
     def __post_init__(self) -> None:
         if self.device.split(":", 1)[0] not in DEVICES:
@@ -99,10 +109,15 @@ class EngineConfig:
             "idle_timeout_s": self.idle_timeout_s,
             "num_threads": self.num_threads,
             "load_timeout_s": self.load_timeout_s,
+            "remote_timeout_s": self.remote_timeout_s,
         }
         for name, value in positive.items():
             if value is not None and value <= 0:
                 raise InvalidInputError(f"{name} must be positive, got {value!r}")
+        if self.remote_max_retries < 0:
+            raise InvalidInputError(f"remote_max_retries must be 0 or more, got {self.remote_max_retries!r}")
+        if self.base_url is not None:
+            object.__setattr__(self, "base_url", _check_base_url(self.base_url))
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "default_models", {**DEFAULT_MODELS, **dict(self.default_models)})
 
@@ -121,7 +136,8 @@ class EngineConfig:
         ``SIE_MEMORY_BUDGET_MB``, ``SIE_IDLE_TIMEOUT_S``, ``SIE_MAX_BATCH_SIZE``, ``SIE_MAX_BATCH_TOKENS``,
         ``SIE_MAX_QUEUE_ITEMS``, ``SIE_MAX_ITEMS_PER_CALL``, ``SIE_MAX_TEXT_CHARS``, ``SIE_CACHE_DIR``,
         ``SIE_OFFLINE``, ``SIE_NUM_THREADS``, ``SIE_ONNX_DIR``, ``SIE_ALLOW_ANY_MODEL``, ``SIE_ENCODE_MODEL``,
-        ``SIE_SCORE_MODEL``, ``SIE_EXTRACT_MODEL``; ``HF_HUB_OFFLINE=1`` also turns ``offline`` on.
+        ``SIE_SCORE_MODEL``, ``SIE_EXTRACT_MODEL``, ``SIE_BASE_URL``, ``SIE_API_KEY``,
+        ``SIE_REMOTE_TIMEOUT_S``; ``HF_HUB_OFFLINE=1`` also turns ``offline`` on.
 
         Raises:
             InvalidInputError: A variable or file value is malformed.
@@ -151,6 +167,23 @@ class EngineConfig:
         if extra_models:
             values["models"] = (*values.get("models", ()), *extra_models)
         return cls(**values)
+
+
+def _check_base_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    url = value.strip() if isinstance(value, str) else value
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port
+    except (TypeError, ValueError, AttributeError):
+        parts = None
+    if not url or parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInputError(
+            f"base_url {value!r} is not an absolute http:// or https:// URL with a host "
+            "(for example 'http://localhost:8080')"
+        )
+    return str(url).rstrip("/")
 
 
 def _parse_env_value(name: str, raw: str, type_name: str) -> Any:

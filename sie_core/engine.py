@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .validation import (
 )
 from .vectors import finish_vectors
 from .windows import merge_entities, plan_windows
+
+if TYPE_CHECKING:
+    from .remote import RemoteBackend
 
 __all__ = ["Engine", "EngineListener"]
 
@@ -66,9 +69,14 @@ class Engine:
     (CUDA, then Apple MPS, then CPU unless configured), and stays loaded until evicted by the configured
     limits, unloaded, or the engine is closed.
 
+    With ``base_url`` (``Engine(base_url="http://host:8080", api_key=...)``) nothing runs in this process:
+    every call goes to that SIE-compatible server (``sie-agents serve`` or an SIE cluster), with the same
+    methods, errors and result types, so many agents share one set of loaded models.
+
     Args:
         config: Engine configuration; defaults to :class:`EngineConfig` defaults.
-        **overrides: Any :class:`EngineConfig` field, to override ``config`` (e.g. ``device="cpu"``).
+        **overrides: Any :class:`EngineConfig` field, to override ``config`` (e.g. ``device="cpu"``,
+            ``base_url="http://localhost:8080"``, ``api_key="..."``).
 
     Example:
         >>> with Engine() as engine:  # doctest: +SKIP
@@ -88,6 +96,7 @@ class Engine:
         self._loader: ThreadPoolExecutor | None = None
         self._closed = False
         self._listeners: list[EngineListener] = []
+        self._remote: RemoteBackend | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def _start(self) -> asyncio.AbstractEventLoop:
@@ -104,14 +113,20 @@ class Engine:
                 loop.call_soon(ready.set)
                 loop.run_forever()
 
-            self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sie-compute")
-            self._loader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sie-load")
-            self._manager = ModelManager(self.config, self.catalog, self._compute, self._loader, self._batch_runner)
-            self._manager.listeners = self._listeners
+            if self.config.base_url is not None:
+                from .remote import RemoteBackend
+
+                self._remote = RemoteBackend(self.config, self._listeners)
+            else:
+                self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sie-compute")
+                self._loader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sie-load")
+                self._manager = ModelManager(self.config, self.catalog, self._compute, self._loader, self._batch_runner)
+                self._manager.listeners = self._listeners
             self._thread = threading.Thread(target=run, name="sie-engine", daemon=True)
             self._thread.start()
             ready.wait()
-            loop.call_soon_threadsafe(self._manager.start_idle_reaper)
+            if self._manager is not None:
+                loop.call_soon_threadsafe(self._manager.start_idle_reaper)
             self._loop = loop
             return loop
 
@@ -143,12 +158,14 @@ class Engine:
                 return
             self._closed = True
             loop, thread, manager = self._loop, self._thread, self._manager
-        if loop is None or manager is None or thread is None:
+        if loop is None or thread is None:
             return
         if threading.current_thread() is thread:
             raise RuntimeError("Engine.close() cannot run on the engine's own loop; use await aclose()")
+        closing = manager.close() if manager is not None else self._remote.aclose() if self._remote else None
         try:
-            asyncio.run_coroutine_threadsafe(manager.close(), loop).result(timeout=60)
+            if closing is not None:
+                asyncio.run_coroutine_threadsafe(closing, loop).result(timeout=60)
         except Exception as exc:  # closing must not raise for a model that failed to unload cleanly
             logger.warning("error while closing the engine: %s", exc)
         loop.call_soon_threadsafe(loop.stop)
@@ -216,6 +233,8 @@ class Engine:
         return await self._async(self._list_models, task)
 
     async def _list_models(self, task: str | None) -> list[ModelInfo]:
+        if self._remote is not None:
+            return await self._remote.list_models(task)
         assert self._manager is not None
         return self._manager.infos(task)
 
@@ -236,6 +255,8 @@ class Engine:
         return await self._async(self._load, self._model_name(model, task or "encode"), task)
 
     async def _load(self, model: str, task: str | None) -> ModelInfo:
+        if self._remote is not None:
+            return await self._remote.load(model, task)
         manager = self._manager
         assert manager is not None
         spec = manager.check_task(model, task) if task else manager.spec_for(model)
@@ -245,7 +266,7 @@ class Engine:
         return manager.info(loaded.spec)
 
     def unload(self, model: str) -> bool:
-        """Unload a model now; returns whether it was loaded."""
+        """Unload a model now; returns whether it was loaded (always False for a remote engine)."""
         return self._sync(self._unload, model)
 
     async def aunload(self, model: str) -> bool:
@@ -253,20 +274,23 @@ class Engine:
         return await self._async(self._unload, model)
 
     async def _unload(self, model: str) -> bool:
+        if self._remote is not None:
+            return False  # a remote server manages its own memory
         assert self._manager is not None
         return await self._manager.unload(model)
 
     def model_state(self, model: str) -> str:
-        """``not_loaded``, ``loading``, ``loaded`` or ``failed`` (cheap; for progress reporting)."""
+        """``not_loaded``, ``loading``, ``loaded`` or ``failed`` (cheap; for progress reporting).
+
+        For a remote engine: the state the server last reported to this engine (no request is sent).
+        """
+        if self.config.base_url is not None:
+            return self._remote.model_state(model) if self._remote is not None else "not_loaded"
         manager = self._manager
         if manager is None:
             return "not_loaded"
         spec = self.catalog.get(model)
-        key = spec.id if spec is not None else model
-        if any(m.spec.id == key for m in manager.loaded()):
-            return "loaded"
-        stats = manager._stats.get(key)
-        return stats.state if stats is not None else "not_loaded"
+        return manager.state(spec.id if spec is not None else model)
 
     def queue_depth(self) -> dict[str, int]:
         """Items waiting per loaded model."""
@@ -457,6 +481,11 @@ class Engine:
         output_dtype: str,
         dims: int | None,
     ) -> EncodeResult | list[EncodeResult]:
+        if self._remote is not None:
+            return await self._remote.encode(
+                name, texts, ids, single, instruction, is_query, normalize, output_dtype, dims
+            )
+
         async def work(model: LoadedModel) -> tuple[str, EncoderAdapter, list[tuple[np.ndarray, int]]]:
             adapter = model.adapter
             assert isinstance(adapter, EncoderAdapter)
@@ -537,6 +566,9 @@ class Engine:
         ids: list[str | None],
         top_k: int | None,
     ) -> ScoreResult:
+        if self._remote is not None:
+            return await self._remote.score(name, query, query_id, texts, ids, top_k)
+
         async def work(model: LoadedModel) -> tuple[str, list[float]]:
             adapter = model.adapter
             costs = [adapter.cost(query) + adapter.cost(t) for t in texts]
@@ -678,6 +710,9 @@ class Engine:
         flat_ner: bool,
         multi_label: bool,
     ) -> ExtractResult | list[ExtractResult]:
+        if self._remote is not None:
+            return await self._remote.extract(name, texts, ids, single, labels, threshold, flat_ner, multi_label)
+
         async def work(model: LoadedModel) -> tuple[str, list[Any], list[list[dict[str, Any]]]]:
             adapter = model.adapter
             assert isinstance(adapter, ExtractorAdapter)

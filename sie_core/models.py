@@ -404,6 +404,13 @@ class ModelManager:
             stats = self._stats[key] = _Stats()
         return stats
 
+    def state(self, key: str) -> str:
+        """``not_loaded``, ``loading``, ``loaded`` or ``failed`` for a canonical model id."""
+        if key in self._loaded:
+            return "loaded"
+        stats = self._stats.get(key)
+        return stats.state if stats is not None else "not_loaded"
+
     def loaded(self) -> list[LoadedModel]:
         """Loaded models, each once."""
         return list({m.spec.id: m for m in self._loaded.values()}.values())

@@ -234,9 +234,7 @@ def _hub_cache_folder(repo_id: str, revision: str | None, cache_dir: str | None)
         return None
     try:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.utils import disable_progress_bars
 
-        disable_progress_bars()
         folder = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
     except Exception:  # not cached (or a broken cache entry): just not found here
         return None
@@ -390,7 +388,7 @@ def download(
     Only the files the backend needs are fetched: never TensorFlow/Flax copies; for torch no ONNX files and
     no ``.bin`` duplicates when ``.safetensors`` exist; for ONNX one graph (``onnx_file``, else the one
     :func:`pick_onnx_file` chooses, with its external data) and no torch weights. A repository without ONNX
-    graphs is fetched as for torch. Progress bars go to stderr.
+    graphs is fetched as for torch. The hub's progress bars go to stderr.
     """
     from huggingface_hub import HfApi, snapshot_download
 

@@ -47,14 +47,8 @@ def load_adapter(spec: ModelSpec, source: ModelSource, config: EngineConfig) -> 
     module_name, class_name = target.split(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
-    except ImportError as exc:
-        missing = (exc.name or "").split(".")[0]
-        hint = _INSTALL_HINTS.get(missing, "pip install 'sie-agents[all]'")
-        raise ModelLoadError(
-            f"model {spec.id!r} needs the Python package {missing or exc}, which is not installed; run: {hint}"
-        ) from exc
-    try:
         adapter: Adapter = cls(spec, source, config)
+        return adapter
     except ModelLoadError:
         raise
     except ImportError as exc:
@@ -66,4 +60,3 @@ def load_adapter(spec: ModelSpec, source: ModelSource, config: EngineConfig) -> 
     except Exception as exc:
         detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         raise ModelLoadError(f"model {spec.id!r} failed to load from {source.origin}: {detail}") from exc
-    return adapter

@@ -219,3 +219,9 @@ async def test_async_twins(tiny_engine):
     assert all(re.fullmatch(r"[\w .]+", e.text) for e in found.entities)
     models = await tiny_engine.alist_models("extract")
     assert any(m.id == "tiny-gliner" and m.loaded for m in models)
+
+
+async def test_sync_methods_work_inside_a_running_event_loop(tiny_engine):
+    # e.g. a notebook cell: the call blocks this loop but cannot deadlock, the engine has its own loop
+    result = tiny_engine.encode("tiny-encoder", "from inside a coroutine")
+    assert result.dims == 32

@@ -1,0 +1,460 @@
+"""The MCP tools: ``encode``, ``rerank``, ``extract`` and ``list_models``, each a thin layer over one Engine.
+
+Every tool validates its arguments, awaits the engine, and shapes a pydantic result: the full result goes
+to ``structuredContent`` (described by the tool's output schema) while the text part stays short, so an
+agent's context is not flooded with floats. Every error the caller can fix arrives as a tool error
+(``isError``) carrying the engine's message, which says what was wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+from sie_core import Engine, SieError, __version__
+
+from ._compat import CallToolResult, Context, Server, TextContent, ToolAnnotations, ToolError, lowlevel_server
+
+__all__ = [
+    "EncodeOutput",
+    "EntityOutput",
+    "ExtractOutput",
+    "ExtractedText",
+    "ListModelsOutput",
+    "McpSettings",
+    "ModelEntry",
+    "RankedDocument",
+    "RerankOutput",
+    "create_server",
+]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TASK_NAMES = {"encode": "encode", "score": "score", "rerank": "score", "extract": "extract"}
+
+
+@dataclass(frozen=True)
+class McpSettings:
+    """How the MCP layer behaves on top of the engine (transport options live elsewhere).
+
+    Attributes:
+        name: Server name announced to clients.
+        max_items_per_call: Most texts or documents one tool call may carry; keeps results (and an
+            agent's context) bounded. The engine's own, larger limit still applies too.
+        progress_interval_s: Seconds between progress notifications while a call waits (model loading),
+            sent only when the client supplied a progress token.
+        preview_lines: Most ranked documents or entities listed in a tool's text part.
+    """
+
+    name: str = "sie-agents"
+    max_items_per_call: int = 256
+    progress_interval_s: float = 1.0
+    preview_lines: int = 20
+
+    def __post_init__(self) -> None:
+        if self.max_items_per_call < 1:
+            raise ValueError(f"max_items_per_call must be positive, got {self.max_items_per_call}")
+        if self.progress_interval_s <= 0:
+            raise ValueError(f"progress_interval_s must be positive, got {self.progress_interval_s}")
+
+
+# ---------------------------------------------------------------------------------------------- results
+class EncodeOutput(BaseModel):
+    """Vectors for the texts, in input order."""
+
+    model: str = Field(description="The model that produced the vectors.")
+    count: int = Field(description="Number of vectors (one per input text).")
+    dims: int = Field(description="Dimensions of each vector (before bit packing when dtype is binary).")
+    dtype: str = Field(description="float32, float16, int8, or binary (each vector packed 8 dimensions per byte).")
+    vectors: list[list[int]] | list[list[float]] = Field(description="One vector per input text, in input order.")
+    tokens: list[int] = Field(description="Tokens each text had before any truncation.")
+    truncated: list[int] = Field(description="Indices of texts longer than the model's window, cut before encoding.")
+
+
+class RankedDocument(BaseModel):
+    """One document with its relevance to the query."""
+
+    rank: int = Field(description="1 = most relevant.")
+    index: int = Field(description="Position of the document in the request's documents list.")
+    relevance: float = Field(description="Relevance from 0 to 1 (sigmoid of the score).")
+    score: float = Field(description="The reranker's raw score (logit); higher is more relevant.")
+    document: str = Field(description="The document text.")
+
+
+class RerankOutput(BaseModel):
+    """Documents ranked best first."""
+
+    model: str = Field(description="The reranker that scored the documents.")
+    results: list[RankedDocument] = Field(description="Documents sorted by relevance, best first (cut to top_k).")
+
+
+class EntityOutput(BaseModel):
+    """One extracted span; ``text == input[start:end]``."""
+
+    text: str
+    label: str
+    score: float = Field(description="Confidence from 0 to 1.")
+    start: int = Field(description="Character offset of the span's start in the input text.")
+    end: int = Field(description="Character offset one past the span's end in the input text.")
+
+
+class ExtractedText(BaseModel):
+    """Entities found in one input text."""
+
+    index: int = Field(description="Position of the text in the request (0 when a single text was sent).")
+    entities: list[EntityOutput] = Field(description="Entities ordered by start offset.")
+
+
+class ExtractOutput(BaseModel):
+    """Entities for each input text."""
+
+    model: str = Field(description="The extractor that found the entities.")
+    results: list[ExtractedText] = Field(description="One entry per input text, in input order.")
+
+
+class ModelEntry(BaseModel):
+    """One model this server serves."""
+
+    id: str = Field(description="The id to pass as the tools' model argument.")
+    task: str = Field(description="encode (tool encode), score (tool rerank) or extract (tool extract).")
+    default: bool = Field(description="Whether the tool for this task uses it when no model is named.")
+    loaded: bool = Field(description="Whether it is in memory now (the first call to an unloaded model is slower).")
+    state: str = Field(description="not_loaded, loading, loaded or failed.")
+    device: str | None = Field(description="Device it runs on when loaded.")
+    dims: int | None = Field(description="Vector dimensions (encode models), when known.")
+    description: str = Field(description="What the model is good for.")
+
+
+class ListModelsOutput(BaseModel):
+    """The models this server will serve."""
+
+    models: list[ModelEntry]
+    defaults: dict[str, str] = Field(description="Default model per task (encode, score, extract).")
+    allow_any_model: bool = Field(description="Whether hub model ids outside this list are accepted too.")
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+MODEL_HELP = "Model id from list_models; omit to use this tool's default model (named in the tool description)."
+TEXTS_HELP = "Texts to embed; one vector each, returned in the same order."
+IS_QUERY_HELP = "True for search queries: applies the model's query prompt. False (default) for documents."
+INSTRUCTION_HELP = "Task instruction for instruction-tuned models (replaces the query/document prompt)."
+DIMS_HELP = "Keep only the first dims dimensions (Matryoshka truncation, re-normalized); omit for all."
+DTYPE_HELP = "float32 (default), float16, int8 (scaled by 127), or binary (sign bits packed 8 per byte)."
+QUERY_HELP = "The search query or question."
+DOCUMENTS_HELP = "Candidate documents (passages) to rank against the query."
+TOP_K_HELP = "Return only the top_k most relevant documents; omit for all."
+TEXT_HELP = "One text to extract from (pass text or texts, not both)."
+EXTRACT_TEXTS_HELP = "Several texts to extract from (pass text or texts, not both)."
+LABELS_HELP = "Entity types to find, in plain words, e.g. ['person', 'organization', 'date', 'invoice number']."
+THRESHOLD_HELP = "Minimum confidence from 0 to 1 (default 0.5); lower finds more, less certain entities."
+TASK_HELP = "Only models for this task: encode, score (alias rerank) or extract; omit for all."
+
+ANNOTATIONS: dict[str, Any] = {
+    "readOnlyHint": True,
+    "destructiveHint": False,
+    "idempotentHint": True,
+    "openWorldHint": False,
+}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _fail(exc: SieError, items_name: str | None = None) -> ToolError:
+    """The engine's message as a tool error, naming the tool's own parameter instead of the engine's."""
+    message = str(exc)
+    if items_name and message.startswith("items"):
+        message = items_name + message[len("items") :]
+    return ToolError(message)
+
+
+def _check_count(name: str, values: Sequence[Any], limit: int) -> None:
+    if not values:
+        raise ToolError(f"{name} is empty; pass at least one text")
+    if len(values) > limit:
+        raise ToolError(
+            f"{name} has {len(values):,} entries; at most {limit:,} are allowed per call on this server "
+            "(split the work into several calls)"
+        )
+
+
+def _preview(text: str, limit: int = 120) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {plural or word + 's'}"
+
+
+def _result(text: str, output: BaseModel) -> CallToolResult:
+    # By wire (camelCase) names: the Python field names differ between mcp 1.x and 2.x.
+    return CallToolResult.model_validate(
+        {"content": [TextContent(type="text", text=text)], "structuredContent": output.model_dump(mode="json")}
+    )
+
+
+async def _with_progress(engine: Engine, ctx: Context, model: str, work: Awaitable[T], interval: float) -> T:
+    """Await ``work``, sending a progress notification every ``interval`` seconds until it is done.
+
+    The first call to a model waits for it to load (seconds, or minutes with a download); the
+    notifications show the client life so it does not time out. ``report_progress`` sends nothing
+    when the client gave no progress token.
+    """
+    task = asyncio.ensure_future(work)
+    started = time.monotonic()
+    beat = 0
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval)
+            if done:
+                return task.result()
+            beat += 1
+            doing = "running" if engine.model_state(model) == "loaded" else "loading model"
+            await ctx.report_progress(beat, None, f"{doing} {model} ({time.monotonic() - started:.0f} s)")
+    finally:
+        if not task.done():
+            task.cancel()
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+# ---------------------------------------------------------------------------------------------- descriptions
+def _model_list(engine: Engine, task: str, limit: int = 8) -> str:
+    ids = [s.id for s in engine.catalog.for_task(task)]
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "") if ids else "none configured"
+
+
+def _descriptions(engine: Engine) -> dict[str, str]:
+    d = engine.default_model
+    policy = (
+        " Any Hugging Face hub model id of the right kind is accepted too."
+        if engine.config.allow_any_model
+        else " Only the models list_models shows are accepted."
+    )
+    return {
+        "encode": (
+            "Embed texts as dense vectors with an embedding (bi-encoder, sentence-transformers) model, for semantic "
+            "search, clustering and similarity. Vectors go to structuredContent.vectors (one per text, in order); "
+            "the text reply is a one-line summary. Set is_query=true for search queries, false for documents. "
+            f"Default model: {d('encode')}. Embedding models: {_model_list(engine, 'encode')}.{policy} "
+            "Rerankers and extractors cannot encode."
+        ),
+        "rerank": (
+            "Rank documents by relevance to a query with a cross-encoder reranker model; returns the documents "
+            "best first with their index, relevance (0-1) and raw score. Use it to reorder search results "
+            f"before reading them. Default model: {d('score')}. Reranker models: {_model_list(engine, 'score')}."
+            f"{policy} Embedding models and extractors cannot rerank."
+        ),
+        "extract": (
+            "Find entities of the labels you name (zero-shot, any labels, e.g. person, organization, date, "
+            "amount) in a text or texts with a GLiNER extraction model; each entity has text, label, score and "
+            "start/end character offsets into the input. Long texts are windowed, nothing is cut. "
+            f"Default model: {d('extract')}. Extraction models: {_model_list(engine, 'extract')}.{policy} "
+            "Embedding models and rerankers cannot extract."
+        ),
+        "list_models": (
+            "List the models this server serves, with their task (encode → tool encode, score → tool rerank, "
+            "extract → tool extract), whether each is the default or loaded, device, and a one-line description, "
+            "so you can pick the model argument of the other tools."
+        ),
+    }
+
+
+INSTRUCTIONS = (
+    "sie-agents serves many models through one engine; name the model per call (model argument) or omit it for "
+    "the task's default. encode: texts -> embedding vectors (embedding models). rerank: query + documents -> "
+    "documents best first (reranker models). extract: text + labels -> entities with offsets (GLiNER models). "
+    "list_models shows the models, their tasks and which are loaded. The first call to a model loads it "
+    "(seconds); later calls are fast."
+)
+
+
+# ---------------------------------------------------------------------------------------------- server
+def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
+    """Build the MCP server (an ``MCPServer`` on mcp 2.x, a ``FastMCP`` on mcp 1.x) over ``engine``.
+
+    Nothing is loaded here; each model loads on its first call. The caller owns ``engine`` and closes
+    it after the server stops.
+
+    Args:
+        engine: The engine every tool calls.
+        settings: MCP-layer options; defaults to :class:`McpSettings` defaults.
+
+    Returns:
+        The server object; run it with :func:`sie_mcp.run_stdio` or serve it over HTTP with
+        :func:`sie_mcp.create_http_app`.
+    """
+    s = settings or McpSettings()
+    server = Server(s.name, instructions=INSTRUCTIONS)
+    lowlevel_server(server).version = __version__
+    describe = _descriptions(engine)
+    interval = s.progress_interval_s
+
+    def default_id(task: str) -> str:
+        name = engine.default_model(task)
+        spec = engine.catalog.get(name)
+        return spec.id if spec is not None else name
+
+    async def encode(
+        texts: Annotated[list[str], Field(description=TEXTS_HELP)],
+        ctx: Context,
+        model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
+        is_query: Annotated[bool, Field(description=IS_QUERY_HELP)] = False,
+        instruction: Annotated[str | None, Field(description=INSTRUCTION_HELP)] = None,
+        dims: Annotated[int | None, Field(description=DIMS_HELP)] = None,
+        output_dtype: Annotated[Literal["float32", "float16", "int8", "binary"], Field(description=DTYPE_HELP)] = (
+            "float32"
+        ),
+    ) -> Annotated[CallToolResult, EncodeOutput]:
+        _check_count("texts", texts, s.max_items_per_call)
+        name = model or default_id("encode")
+        work = engine.aencode(
+            model, texts, is_query=is_query, instruction=instruction, dims=dims, output_dtype=output_dtype
+        )
+        try:
+            results = await _with_progress(engine, ctx, name, work, interval)
+        except SieError as exc:
+            raise _fail(exc, "texts") from None
+        first = results[0]
+        truncated = [i for i, r in enumerate(results) if r.truncated]
+        output = EncodeOutput(
+            model=first.model,
+            count=len(results),
+            dims=first.dims,
+            dtype=first.dtype,
+            vectors=[r.dense.tolist() for r in results],
+            tokens=[r.tokens for r in results],
+            truncated=truncated,
+        )
+        text = (
+            f"Encoded {_plural(len(results), 'text')} with {first.model}: {_plural(len(results), 'vector')} of "
+            f"{first.dims} dimensions ({first.dtype}) in structuredContent.vectors."
+        )
+        if truncated:
+            text += f" {_plural(len(truncated), 'text')} exceeded the model's window and were cut: {truncated[:20]}."
+        return _result(text, output)
+
+    async def rerank(
+        query: Annotated[str, Field(description=QUERY_HELP)],
+        documents: Annotated[list[str], Field(description=DOCUMENTS_HELP)],
+        ctx: Context,
+        model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
+        top_k: Annotated[int | None, Field(description=TOP_K_HELP)] = None,
+    ) -> Annotated[CallToolResult, RerankOutput]:
+        _check_count("documents", documents, s.max_items_per_call)
+        name = model or default_id("score")
+        try:
+            result = await _with_progress(
+                engine, ctx, name, engine.ascore(model, query, documents, top_k=top_k), interval
+            )
+        except SieError as exc:
+            raise _fail(exc, "documents") from None
+        ranked = [
+            RankedDocument(
+                rank=e.rank + 1, index=e.index, relevance=e.relevance, score=e.score, document=documents[e.index]
+            )
+            for e in result.scores
+        ]
+        lines = [f"Ranked {_plural(len(documents), 'document')} with {result.model}, best first:"]
+        lines += [
+            f"{r.rank}. [index {r.index}] relevance {r.relevance:.3f} (score {r.score:.2f}): {_preview(r.document)}"
+            for r in ranked[: s.preview_lines]
+        ]
+        if len(ranked) > s.preview_lines:
+            lines.append(f"... {len(ranked) - s.preview_lines} more in structuredContent.results")
+        return _result("\n".join(lines), RerankOutput(model=result.model, results=ranked))
+
+    async def extract(
+        labels: Annotated[list[str], Field(description=LABELS_HELP)],
+        ctx: Context,
+        text: Annotated[str | None, Field(description=TEXT_HELP)] = None,
+        texts: Annotated[list[str] | None, Field(description=EXTRACT_TEXTS_HELP)] = None,
+        model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
+        threshold: Annotated[float, Field(description=THRESHOLD_HELP)] = 0.5,
+    ) -> Annotated[CallToolResult, ExtractOutput]:
+        if (text is None) == (texts is None):
+            raise ToolError("pass either text (one string) or texts (a list of strings), not both and not neither")
+        items: str | list[str] = text if text is not None else list(texts or [])
+        if isinstance(items, list):
+            _check_count("texts", items, s.max_items_per_call)
+        name = model or default_id("extract")
+        work = engine.aextract(model, items, labels=labels, threshold=threshold)
+        try:
+            found_in = await _with_progress(engine, ctx, name, work, interval)
+        except SieError as exc:
+            raise _fail(exc, "text" if text is not None else "texts") from None
+        results = found_in if isinstance(found_in, list) else [found_in]
+        per_text = [
+            ExtractedText(
+                index=i,
+                entities=[
+                    EntityOutput(text=e.text, label=e.label, score=e.score, start=e.start, end=e.end)
+                    for e in r.entities
+                ],
+            )
+            for i, r in enumerate(results)
+        ]
+        found = [(t.index, e) for t in per_text for e in t.entities]
+        model_id = results[0].model
+        head = f"Found {_plural(len(found), 'entity', 'entities')} in {_plural(len(results), 'text')} with {model_id}"
+        lines = [head + (":" if found else ".")]
+        for index, e in found[: s.preview_lines]:
+            where = f"text {index} " if texts is not None else ""
+            lines.append(f"- {e.label}: {_preview(e.text, 80)!r} ({e.score:.2f}) at {where}[{e.start}:{e.end}]")
+        if len(found) > s.preview_lines:
+            lines.append(f"... {len(found) - s.preview_lines} more in structuredContent.results")
+        return _result("\n".join(lines), ExtractOutput(model=model_id, results=per_text))
+
+    async def list_models(
+        task: Annotated[str | None, Field(description=TASK_HELP)] = None,
+    ) -> Annotated[CallToolResult, ListModelsOutput]:
+        wanted = None
+        if task is not None:
+            wanted = TASK_NAMES.get(task.strip().lower())
+            if wanted is None:
+                raise ToolError(f"task {task!r} is not known; use encode, score (or rerank) or extract")
+        try:
+            infos = await engine.alist_models(wanted)
+        except SieError as exc:
+            raise _fail(exc) from None
+        defaults = {t: default_id(t) for t in ("encode", "score", "extract")}
+        entries = [
+            ModelEntry(
+                id=i.id,
+                task=i.tasks[0],
+                default=defaults.get(i.tasks[0]) == i.id,
+                loaded=i.loaded,
+                state=i.state,
+                device=i.device,
+                dims=i.dims,
+                description=i.description,
+            )
+            for i in infos
+        ]
+        lines = [f"{_plural(len(entries), 'model')} (task: encode → encode tool, score → rerank, extract → extract):"]
+        for m in entries:
+            flags = [f for f, on in (("default", m.default), (f"loaded on {m.device}", m.loaded)) if on]
+            if m.state == "failed":
+                flags.append("failed to load")
+            mark = f" [{', '.join(flags)}]" if flags else ""
+            lines.append(f"- {m.task}: {m.id}{mark}" + (f" — {m.description}" if m.description else ""))
+        output = ListModelsOutput(models=entries, defaults=defaults, allow_any_model=engine.config.allow_any_model)
+        return _result("\n".join(lines), output)
+
+    titles = {
+        "encode": "Embed texts",
+        "rerank": "Rerank documents",
+        "extract": "Extract entities",
+        "list_models": "List models",
+    }
+    for fn in (encode, rerank, extract, list_models):
+        name = fn.__name__
+        annotations = ToolAnnotations(title=titles[name], **ANNOTATIONS)
+        server.add_tool(fn, name=name, title=titles[name], description=describe[name], annotations=annotations)
+    return server
