@@ -13,8 +13,8 @@ process:
   the CPU goes to the server.
 
 Prints a Markdown table (stdout; progress on stderr). The load generator runs on the same CPU as the server,
-so on a small machine it takes a real share of the cores. Both sides run torch with ``OMP_WAIT_POLICY=PASSIVE``
-(the engine's default). This is a benchmark, never a test.
+so on a small machine it takes a real share of the cores. Both sides run torch with the same OpenMP settings
+(whatever the environment says). This is a benchmark, never a test.
 """
 
 from __future__ import annotations
@@ -212,10 +212,6 @@ def main() -> None:
     parser.add_argument("--model-path", default=None, help="all-MiniLM-L6-v2 folder (default: the PyPI package)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    # The server's engine runs torch with OpenMP threads that sleep instead of spinning between parallel regions
-    # (sie_core sets this before torch starts); give the direct baseline the same setting, so the comparison
-    # measures serving, not a thread policy. Must be set before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     texts = sentences(max(args.requests, 256))
     path = args.model_path or minilm_path()
 

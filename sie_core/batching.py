@@ -4,8 +4,11 @@ Callers submit a list of payloads with a *group* key (payloads with different ke
 or label sets, never share a batch). The worker takes the oldest group's items, up to ``max_batch_size``
 items and ``max_batch_tokens`` padded tokens, runs them in the compute thread, and hands each caller
 exactly its own results in its own order. While a batch runs, new requests queue up and form the next
-batch, so concurrent callers share forward passes without any artificial wait. A caller's big list is
-sorted by length first so that batches hold texts of similar length (less padding).
+batch, so concurrent callers share forward passes. Callers that live on another thread or event loop need
+a moment to send their next request after their results arrive; so when fewer items are queued than the
+last batch held, the worker waits up to ``max_batch_wait_s`` for them (a lone caller never waits: its
+last batch held one item). A caller's big list is sorted by length first so that batches hold texts of
+similar length (less padding).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import EngineClosedError, InferenceError, OverloadedError, SieError
+from .padding import length_groups
 
 __all__ = ["BatchStats", "ModelWorker"]
 
@@ -58,6 +62,10 @@ class ModelWorker:
         max_batch_tokens: Most padded tokens per batch (items x longest item's cost).
         max_queue_items: Most items waiting; a submit past it raises OverloadedError.
         on_batch: Called after each batch with (size, seconds), for metrics.
+        max_batch_wait_s: Longest wait for a batch to fill up to the size of the previous one.
+        fixed_cost: Estimated cost of one forward pass in padded tokens; when set, a batch of mixed lengths
+            runs only its group of similar lengths that holds the oldest item (see ``sie_core.padding``), and
+            the rest go back to the front of the queue to be grouped again with whatever arrives meanwhile.
     """
 
     def __init__(
@@ -70,6 +78,8 @@ class ModelWorker:
         max_batch_tokens: int,
         max_queue_items: int,
         on_batch: Callable[[int, float], None] | None = None,
+        max_batch_wait_s: float = 0.0,
+        fixed_cost: int | None = None,
     ) -> None:
         self.name = name
         self._run_batch = run_batch
@@ -81,6 +91,10 @@ class ModelWorker:
         self._groups: OrderedDict[Hashable, deque[tuple[_Request, int, Any, int]]] = OrderedDict()
         self._queued = 0
         self._wakeup = asyncio.Event()
+        self._arrived = asyncio.Event()
+        self._max_batch_wait_s = max_batch_wait_s
+        self._last_batch_size = 1
+        self._fixed_cost = fixed_cost
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.stats = BatchStats()
@@ -120,6 +134,7 @@ class ModelWorker:
         queue.extend((request, i, payloads[i], costs[i]) for i in order)
         self._queued += n
         self._wakeup.set()
+        self._arrived.set()
         return await future
 
     def _take_batch(self) -> tuple[Hashable, list[tuple[_Request, int, Any, int]]] | None:
@@ -147,49 +162,78 @@ class ModelWorker:
                 return group, batch
         return None
 
-    async def _loop(self) -> None:
+    async def _fill(self) -> None:
+        """Wait (briefly) until as many items are queued as the last batch held."""
+        target = min(self._last_batch_size, self._max_batch_size)
+        if self._max_batch_wait_s <= 0 or self._queued == 0 or self._queued >= target:
+            return
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_batch_wait_s
+        while self._queued < target:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
+            except asyncio.TimeoutError:
+                return
+
+    async def _loop(self) -> None:
         while True:
+            await self._fill()
             taken = self._take_batch()
             if taken is None:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
             group, batch = taken
-            payloads = [entry[2] for entry in batch]
-            started = time.perf_counter()
-            try:
-                outputs = await loop.run_in_executor(self._executor, self._run_batch, group, payloads)
-                if len(outputs) != len(batch):
-                    raise InferenceError(f"model {self.name!r} returned {len(outputs)} results for {len(batch)} inputs")
-            except asyncio.CancelledError:
-                self._fail(batch, EngineClosedError(f"model {self.name!r} was unloaded; retry the request"))
-                raise
-            except Exception as exc:
-                error = (
-                    exc
-                    if isinstance(exc, SieError)
-                    else InferenceError(
-                        f"model {self.name!r} failed on a batch of {len(batch)}: {type(exc).__name__}: {exc}"
-                    )
-                )
-                logger.warning("batch failed on %s: %s", self.name, error)
-                self._fail(batch, error)
+            self._last_batch_size = len(batch)
+            if self._fixed_cost is None or len(batch) == 1:
+                await self._run(group, batch)
                 continue
-            elapsed = time.perf_counter() - started
-            self.stats.batches += 1
-            self.stats.items += len(batch)
-            self.stats.busy_seconds += elapsed
-            self.stats.last_batch_size = len(batch)
-            if self._on_batch is not None:
-                self._on_batch(len(batch), elapsed)
-            for (request, index, _, _), output in zip(batch, outputs):
-                if request.future.done():
-                    continue
-                request.results[index] = output
-                request.pending -= 1
-                if request.pending == 0:
-                    request.future.set_result(request.results)
+            # Similar lengths together, each group's callers answered as soon as their group is done.
+            for indices in length_groups([entry[3] for entry in batch], self._fixed_cost):
+                await self._run(group, [batch[i] for i in indices])
+
+    async def _run(self, group: Hashable, batch: list[tuple[_Request, int, Any, int]]) -> None:
+        batch = [entry for entry in batch if not entry[0].future.done()]
+        if not batch:
+            return
+        payloads = [entry[2] for entry in batch]
+        started = time.perf_counter()
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, group, payloads)
+            if len(outputs) != len(batch):
+                raise InferenceError(f"model {self.name!r} returned {len(outputs)} results for {len(batch)} inputs")
+        except asyncio.CancelledError:
+            self._fail(batch, EngineClosedError(f"model {self.name!r} was unloaded; retry the request"))
+            raise
+        except Exception as exc:
+            error = (
+                exc
+                if isinstance(exc, SieError)
+                else InferenceError(
+                    f"model {self.name!r} failed on a batch of {len(batch)}: {type(exc).__name__}: {exc}"
+                )
+            )
+            logger.warning("batch failed on %s: %s", self.name, error)
+            self._fail(batch, error)
+            return
+        elapsed = time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.items += len(batch)
+        self.stats.busy_seconds += elapsed
+        self.stats.last_batch_size = len(batch)
+        if self._on_batch is not None:
+            self._on_batch(len(batch), elapsed)
+        for (request, index, _, _), output in zip(batch, outputs):
+            if request.future.done():
+                continue
+            request.results[index] = output
+            request.pending -= 1
+            if request.pending == 0:
+                request.future.set_result(request.results)
 
     @staticmethod
     def _fail(batch: list[tuple[_Request, int, Any, int]], error: BaseException) -> None:

@@ -43,6 +43,8 @@ class EngineConfig:
         max_batch_size: Most items in one forward pass.
         max_batch_tokens: Most (estimated) tokens in one forward pass.
         max_queue_items: Most items waiting per model; past it callers get OverloadedError.
+        max_batch_wait_ms: Longest wait for a batch to fill up again to the size of the previous one (callers
+            on other threads need a moment to send their next request); a lone caller never waits.
         max_items_per_call: Most items (texts, documents) in one call.
         max_text_chars: Longest text accepted, in characters.
         max_labels: Most labels in one extract call.
@@ -73,6 +75,7 @@ class EngineConfig:
     max_batch_size: int = 32
     max_batch_tokens: int = 16384
     max_queue_items: int = 8192
+    max_batch_wait_ms: float = 2.0
     max_items_per_call: int = 2048
     max_text_chars: int = 200_000
     max_labels: int = 64

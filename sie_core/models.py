@@ -250,6 +250,8 @@ class ModelManager:
             max_batch_size=self.config.max_batch_size,
             max_batch_tokens=min(self.config.max_batch_tokens, adapter.batch_tokens or self.config.max_batch_tokens),
             max_queue_items=self.config.max_queue_items,
+            max_batch_wait_s=self.config.max_batch_wait_ms / 1000.0,
+            fixed_cost=adapter.group_fixed_cost,
             on_batch=lambda size, seconds: self._emit("on_batch", loaded_spec.id, loaded_spec.task, size, seconds),
         )
         worker.start()

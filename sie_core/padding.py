@@ -16,7 +16,7 @@ __all__ = ["fixed_cost_for", "length_groups"]
 
 def fixed_cost_for(device: str) -> int:
     """Estimated cost of one extra forward pass, in padded tokens, on ``device``."""
-    return 24 if device == "cpu" else 4096
+    return 128 if device == "cpu" else 4096
 
 
 def length_groups(lengths: Sequence[int], fixed_cost: int) -> list[list[int]]:

@@ -22,10 +22,6 @@ def prepare_torch(config: EngineConfig) -> tuple[str, str]:
     global _setup_done
     # Progress bars and banners must never reach stdout; hub downloads report through logging instead.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # OpenMP's default is to spin-wait between parallel regions; on a small CPU those spinning threads starve
-    # the engine's own threads (event loops, batching, an HTTP server) and a batch takes several times longer.
-    # Read once, when torch first starts its thread pool; an explicit setting by the user wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with _setup_lock:
         import torch
 

@@ -66,6 +66,8 @@ class Adapter(ABC):
         max_length: Maximum tokens per input (words per window for extractors).
         batch_tokens: The most (estimated, padded) tokens per forward pass this model runs best with, when
             that is below the engine's ``max_batch_tokens``; None for no preference.
+        group_fixed_cost: When set, the batch worker runs mixed-length batches in groups of similar
+            length (this is the cost of one extra forward pass, in padded tokens; see ``sie_core.padding``).
     """
 
     task: ClassVar[str]
@@ -81,6 +83,7 @@ class Adapter(ABC):
         self.memory_bytes = 0
         self.max_length: int | None = spec.max_length
         self.batch_tokens: int | None = None
+        self.group_fixed_cost: int | None = None
 
     def cost(self, text: str) -> int:
         """Estimated tokens for a text (about four characters a token), used to size batches."""

@@ -9,7 +9,7 @@ import numpy as np
 from ..catalog import ModelSpec
 from ..config import EngineConfig
 from ..errors import ModelLoadError
-from ..padding import fixed_cost_for, length_groups
+from ..padding import fixed_cost_for
 from ..sources import ModelSource
 from ._torch import parameter_bytes, prepare_torch, torch_dtype
 from .base import ScorerAdapter, stdout_to_stderr
@@ -47,33 +47,21 @@ class CrossEncoderScorer(ScorerAdapter):
                 "logit) or 2 (not relevant / relevant)"
             )
         self.model: Any = model
-        self.tokenizer: Any = getattr(model, "tokenizer", None)
         self.max_length = spec.max_length or getattr(model, "max_seq_length", None)
         self._identity = torch.nn.Identity()
         self.memory_bytes = parameter_bytes(model)
+        self.group_fixed_cost = fixed_cost_for(self.device)
 
     def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Raw scores: the logit, or for two-label models the relevant-minus-irrelevant logit difference."""
-        out = np.empty(len(pairs), dtype=np.float32)
-        for group in length_groups(self._lengths(pairs), fixed_cost_for(self.device)):
-            logits = self.model.predict(
-                [list(pairs[i]) for i in group],
-                batch_size=len(group),
-                show_progress_bar=False,
-                activation_fn=self._identity,
-                convert_to_numpy=True,
-            )
-            logits = np.asarray(logits, dtype=np.float32)
-            if self.num_labels == 2:
-                logits = logits[:, 1] - logits[:, 0]
-            out[group] = logits.reshape(len(group))
-        return out
-
-    def _lengths(self, pairs: list[tuple[str, str]]) -> list[int]:
-        if len(pairs) < 2 or self.tokenizer is None:
-            return [0] * len(pairs)
-        encoded = self.tokenizer([p[0] for p in pairs], [p[1] for p in pairs], truncation=False, verbose=False)[
-            "input_ids"
-        ]
-        limit = self.max_length or 512
-        return [min(len(ids), limit) for ids in encoded]
+        logits = self.model.predict(
+            [list(p) for p in pairs],
+            batch_size=len(pairs),
+            show_progress_bar=False,
+            activation_fn=self._identity,
+            convert_to_numpy=True,
+        )
+        logits = np.asarray(logits, dtype=np.float32)
+        if self.num_labels == 2:
+            logits = logits[:, 1] - logits[:, 0]
+        return logits.reshape(len(pairs))

@@ -9,7 +9,7 @@ import numpy as np
 from ..catalog import ModelSpec
 from ..config import EngineConfig
 from ..errors import ModelLoadError
-from ..padding import fixed_cost_for, length_groups
+from ..padding import fixed_cost_for
 from ..sources import ModelSource
 from ._torch import parameter_bytes, prepare_torch, torch_dtype
 from .base import EncoderAdapter, stdout_to_stderr
@@ -50,22 +50,18 @@ class SentenceTransformersEncoder(EncoderAdapter):
         has_normalize = any(type(m).__name__ == "Normalize" for m in model)
         self.normalized = spec.normalize if spec.normalize is not None else has_normalize
         self.memory_bytes = parameter_bytes(model)
+        self.group_fixed_cost = fixed_cost_for(self.device)
 
     def encode(self, texts: list[str], prompt: str | None) -> tuple[np.ndarray, list[int]]:
-        """Encode a batch with ``SentenceTransformer.encode`` (in length groups) and count tokens per text."""
+        """Encode a batch with one ``SentenceTransformer.encode`` call and count tokens per text."""
+        vectors = self.model.encode(
+            texts,
+            prompt=prompt,
+            batch_size=len(texts),
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+        )
         full = [prompt + t for t in texts] if prompt else texts
         ids = self.tokenizer(full, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        tokens = [len(x) for x in ids]
-        limit = self.max_length or max(tokens)
-        out = np.empty((len(texts), self.dims), dtype=np.float32)
-        for group in length_groups([min(t, limit) for t in tokens], fixed_cost_for(self.device)):
-            vectors = self.model.encode(
-                [texts[i] for i in group],
-                prompt=prompt,
-                batch_size=len(group),
-                show_progress_bar=False,
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-            )
-            out[group] = np.asarray(vectors, dtype=np.float32)
-        return out, tokens
+        return np.asarray(vectors, dtype=np.float32), [len(x) for x in ids]

@@ -153,3 +153,23 @@ async def test_stop_fails_waiting_callers_with_a_clear_error(executor):
             await fut
     with pytest.raises(EngineClosedError):
         await worker.submit("g", ["c"], [1])
+
+
+async def test_mixed_lengths_run_in_groups_and_early_groups_answer_first(executor):
+    rec = Recorder(delay=0.02)
+    worker = make_worker(rec, executor, max_batch_size=64)
+    worker._fixed_cost = 10  # as torch adapters on CPU ask for (in padded tokens)
+    blocker = asyncio.ensure_future(worker.submit("g", ["warm"], [1]))
+    await asyncio.sleep(0.005)  # the next requests queue up behind a running batch and form one window
+    done_order: list[str] = []
+
+    async def call(text: str, cost: int) -> None:
+        assert await worker.submit("g", [text], [cost]) == [("g", text)]
+        done_order.append(text)
+
+    await asyncio.gather(*(call(f"short{i}", 3) for i in range(4)), *(call(f"long{i}", 60) for i in range(2)), blocker)
+    windows = [batch for _, batch in rec.batches[1:]]
+    assert sorted(len(b) for b in windows) == [2, 4]  # one window, run as two length groups
+    assert all(len({p[:4] for p in b}) == 1 for b in windows)  # never a short text padded to a long one
+    assert set(done_order[:2]) == {"long0", "long1"}  # the first group's callers were answered first
+    await worker.stop()
