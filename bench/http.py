@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import re
 import subprocess
 import sys
@@ -30,33 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .engine import log, percentile, sentences
+
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-_VOCABULARY = (
-    "revenue office Berlin invoice payment due customer contract quarter growth model vector search query "
-    "document agent engine latency memory device batch token retrieval ranking entity extraction label "
-    "the a of to and in for on with by from at as is was were be has have will can"
-)
-_WORDS = _VOCABULARY.split()
-
-
-def sentences(n: int, seed: int = 7) -> list[str]:
-    """Deterministic sentences of 4 to 40 words."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        length = rng.choice([rng.randint(4, 12), rng.randint(10, 25), rng.randint(20, 40)])
-        out.append(" ".join(rng.choice(_WORDS) for _ in range(length)).capitalize() + ".")
-    return out
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def minilm_path() -> str:
