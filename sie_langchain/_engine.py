@@ -47,23 +47,14 @@ def remote_engine(base_url: str, api_key: str | None = None) -> Engine:
     """The engine for a remote SIE-compatible server; one per (``base_url``, ``api_key``), shared by all classes.
 
     Raises:
-        InvalidInputError: This ``sie_core`` has no remote backend (``Engine(base_url=...)``).
+        InvalidInputError: ``base_url`` is not an absolute http(s) URL.
     """
     key = (base_url, api_key)
     with _lock:
         engine = _remotes.get(key)
         if engine is not None and not engine.closed:
             return engine
-        try:
-            engine = Engine(base_url=base_url, api_key=api_key)
-        except TypeError as exc:
-            if "base_url" not in str(exc) and "api_key" not in str(exc):
-                raise
-            raise InvalidInputError(
-                f"base_url={base_url!r} needs sie_core's remote backend (Engine(base_url=..., api_key=...)), "
-                "which this installation of sie_core does not have; leave base_url unset to run the models "
-                "in-process, or pass engine= an Engine you built yourself"
-            ) from None
+        engine = Engine(base_url=base_url, api_key=api_key)
         _remotes[key] = engine
         return engine
 
