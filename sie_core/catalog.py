@@ -50,6 +50,7 @@ class ModelSpec:
     Attributes:
         id: The model id agents and callers use (usually the Hugging Face hub id).
         task: encode, score or extract.
+        family: The model family (see :mod:`sie_core.families`); None = the task's default family.
         description: One line saying what the model is good for.
         hub_id: Hub repository to load from; defaults to ``id``. None for local-only models.
         revision: Hub revision (branch, tag or commit) to pin.
@@ -74,6 +75,7 @@ class ModelSpec:
 
     id: str
     task: str
+    family: str | None = None
     description: str = ""
     hub_id: str | None = None
     revision: str | None = None
@@ -102,6 +104,16 @@ class ModelSpec:
             raise InvalidInputError(
                 f"model {self.id!r}: task {self.task!r} is not known; use one of {', '.join(TASKS)}"
             )
+        if self.family is not None:
+            from .families import FAMILIES
+
+            known = FAMILIES.get(self.family)
+            if known is None or known.task != self.task:
+                names = ", ".join(f.name for f in FAMILIES.values() if f.task == self.task) or "none"
+                raise InvalidInputError(
+                    f"model {self.id!r}: family {self.family!r} does not serve {self.task}; "
+                    f"{self.task} families: {names}"
+                )
         if self.backend is not None and self.backend not in BACKENDS:
             raise InvalidInputError(
                 f"model {self.id!r}: backend {self.backend!r} is not known; use one of {', '.join(BACKENDS)}"

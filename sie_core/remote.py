@@ -19,12 +19,12 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from .config import EngineConfig
 from .errors import ModelLoadingError, OverloadedError, RemoteError, RemoteUnavailableError, SieError
+from .requests import EncodeBody, EncodeRequest, ExtractBody, ExtractRequest, ScoreBody, ScoreRequest
 from .results import EncodeResult, ExtractResult, ModelInfo, ScoreResult
 from .wire import (
     ERROR_CODE_HEADER,
@@ -227,66 +227,41 @@ class RemoteBackend:
             self._emit(model, task, started, items, error)
 
     # ------------------------------------------------------------------ engine calls
-    async def encode(
-        self,
-        name: str,
-        texts: list[str],
-        ids: list[str | None],
-        single: bool,
-        instruction: str | None,
-        is_query: bool,
-        normalize: bool | None,
-        output_dtype: str,
-        dims: int | None,
-    ) -> EncodeResult | list[EncodeResult]:
-        """Encode on the server; arguments already validated by the engine."""
-        options: dict[str, Any] = {"is_query": is_query}
-        if normalize is not None:
-            options["normalize"] = normalize
-        if dims is not None:
-            options["dims"] = dims
-        params: dict[str, Any] = {"output_dtype": output_dtype, "options": options}
-        if instruction is not None:
-            params["instruction"] = instruction
-        body = {"items": _items(texts, ids), "params": params}
-        data = await self._call("encode", name, len(texts), body)
-        results = encode_results_from_wire(data, name, ids, output_dtype)
-        return results[0] if single else results
+    def start(self) -> None:
+        """Nothing to start: the connection pool opens on the first request."""
 
-    async def score(
-        self,
-        name: str,
-        query: str,
-        query_id: str | None,
-        texts: list[str],
-        ids: list[str | None],
-        top_k: int | None,
-    ) -> ScoreResult:
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.aclose()
+
+    async def encode(self, request: EncodeRequest) -> list[EncodeResult]:
+        """Encode on the server."""
+        name = str(request.model)
+        body = EncodeBody.from_request(request).model_dump(exclude_none=True)
+        data = await self._call("encode", name, len(request.items), body)
+        return encode_results_from_wire(data, name, request.ids, request.output_dtype)
+
+    async def score(self, request: ScoreRequest) -> ScoreResult:
         """Score on the server (``top_k`` is applied here, so any SIE server works)."""
-        query_item: dict[str, Any] = {"text": query}
-        if query_id is not None:
-            query_item["id"] = query_id
-        body = {"query": query_item, "items": _items(texts, ids)}
-        data = await self._call("score", name, len(texts), body)
-        return score_result_from_wire(data, name, ids, query_id, top_k)
+        name = str(request.model)
+        body = ScoreBody.from_request(request).model_dump(exclude_none=True)
+        data = await self._call("score", name, len(request.items), body)
+        return score_result_from_wire(data, name, request.ids, request.query.id, request.top_k)
 
-    async def extract(
-        self,
-        name: str,
-        texts: list[str],
-        ids: list[str | None],
-        single: bool,
-        labels: tuple[str, ...],
-        threshold: float,
-        flat_ner: bool,
-        multi_label: bool,
-    ) -> ExtractResult | list[ExtractResult]:
+    async def extract(self, request: ExtractRequest) -> list[ExtractResult]:
         """Extract on the server."""
-        options = {"threshold": threshold, "flat_ner": flat_ner, "multi_label": multi_label}
-        body = {"items": _items(texts, ids), "params": {"labels": list(labels), "options": options}}
-        data = await self._call("extract", name, len(texts), body)
-        results = extract_results_from_wire(data, name, ids)
-        return results[0] if single else results
+        name = str(request.model)
+        body = ExtractBody.from_request(request).model_dump(exclude_none=True)
+        data = await self._call("extract", name, len(request.items), body)
+        return extract_results_from_wire(data, name, request.ids)
+
+    async def unload(self, model: str) -> bool:
+        """Always False: a remote server manages its own memory."""
+        return False
+
+    def queue_depth(self) -> dict[str, int]:
+        """Nothing queues here; the server's queues are its own."""
+        return {}
 
     async def list_models(self, task: str | None) -> list[ModelInfo]:
         """The server's models."""
@@ -325,13 +300,3 @@ class RemoteBackend:
 def _path(model: str) -> str:
     # Model ids keep their slashes in the path, as SIE's client sends them.
     return quote(model, safe="/:@")
-
-
-def _items(texts: Sequence[str], ids: Sequence[str | None]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for text, item_id in zip(texts, ids):
-        item: dict[str, Any] = {"text": text}
-        if item_id is not None:
-            item["id"] = item_id
-        out.append(item)
-    return out

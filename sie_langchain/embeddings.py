@@ -11,6 +11,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import ConfigDict, Field
 
 from sie_core import EncodeResult
+from sie_core.requests import Dims, Instruction, Normalize, OutputDtype, describe
 
 from ._engine import SIEEngineClient
 
@@ -54,13 +55,13 @@ class SIEEmbeddings(SIEEngineClient, Embeddings):
 
     model: str | None = None
     """Encode model id; None uses the engine's default encoder."""
-    instruction: str | None = None
+    instruction: Instruction = None
     """Task instruction for instruction-tuned models (replaces the query/document prompt)."""
-    normalize: bool | None = None
+    normalize: Normalize = None
     """L2-normalize; None keeps the model's default."""
-    dims: int | None = Field(default=None, gt=0)
+    dims: Dims = None
     """Keep the first ``dims`` dimensions (Matryoshka), re-normalized."""
-    output_dtype: Literal["float32", "float16", "int8"] = "float32"
+    output_dtype: Literal["float32", "float16", "int8"] = Field(default="float32", description=describe(OutputDtype))
     """Precision of the vectors (always returned as Python floats)."""
 
     def _encode(self, texts: list[str], is_query: bool) -> list[EncodeResult]:

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import Document
 from langchain_core.documents.compressor import BaseDocumentCompressor
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
 
 from sie_core import ScoreResult
+from sie_core.requests import TopK
 
 from ._engine import SIEEngineClient
 
@@ -42,7 +43,7 @@ class SIEReranker(SIEEngineClient, BaseDocumentCompressor):
 
     model: str | None = None
     """Score model id; None uses the engine's default reranker."""
-    top_k: int | None = Field(default=None, gt=0)
+    top_k: TopK = None
     """Keep only the best ``top_k`` documents; None keeps all of them, reordered."""
 
     def compress_documents(

@@ -17,6 +17,7 @@ from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, field_validator
 
 from sie_core import Engine, ExtractResult, InvalidInputError, ScoreResult, SieError
+from sie_core.requests import Labels, Threshold, TopK, describe
 
 from ._engine import SIEEngineClient
 from .retrievers import SIERetriever
@@ -125,9 +126,11 @@ class SIEExtractor(_SIETool):
 
     model: str | None = None
     """Extract model id; None uses the engine's default extractor."""
-    labels: list[str] = Field(default_factory=lambda: ["person", "organization", "location"])
+    labels: list[str] = Field(
+        default_factory=lambda: ["person", "organization", "location"], description=describe(Labels)
+    )
     """Entity types found when a call names none."""
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    threshold: Threshold = 0.5
     """Minimum confidence for an entity, 0..1."""
     options: dict[str, Any] | None = None
     """More extract options: ``flat_ner`` and ``multi_label`` (booleans)."""
@@ -201,7 +204,7 @@ class RerankInput(BaseModel):
 
     query: str = Field(description="What the passages should answer or be about.")
     documents: list[str] = Field(description="The candidate passages to order by relevance to the query.")
-    top_k: int | None = Field(default=None, ge=1, description="Return only the best top_k passages (default: all).")
+    top_k: TopK = None
 
 
 class SIERerankTool(_SIETool):
@@ -226,7 +229,7 @@ class SIERerankTool(_SIETool):
 
     model: str | None = None
     """Score model id; None uses the engine's default reranker."""
-    top_k: int | None = Field(default=None, gt=0)
+    top_k: TopK = None
     """Passages to keep when a call names no ``top_k``."""
 
     def _run(

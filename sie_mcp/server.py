@@ -9,15 +9,33 @@ agent's context is not flooded with floats. Every error the caller can fix arriv
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from sie_core import Engine, SieError, __version__
+from sie_core import Engine, InvalidInputError, SieError, __version__
+from sie_core.requests import (
+    Dims,
+    EncodeRequest,
+    ExtractRequest,
+    FlatNer,
+    Instruction,
+    IsQuery,
+    Labels,
+    MultiLabel,
+    Normalize,
+    OutputDtype,
+    OutputTypes,
+    ScoreRequest,
+    Threshold,
+    TopK,
+    parse,
+)
 
 from ._compat import CallToolResult, Context, Server, TextContent, ToolAnnotations, ToolError, lowlevel_server
 
@@ -141,20 +159,25 @@ class ListModelsOutput(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------- parameters
+# Options come from sie_core.requests, where each is defined once (type, bounds, description). The tools
+# rename only the inputs (TOOL_RENAMES) and leave no option out except those in TOOL_OMITS.
 MODEL_HELP = "Model id from list_models; omit to use this tool's default model (named in the tool description)."
 TEXTS_HELP = "Texts to embed; one vector each, returned in the same order."
-IS_QUERY_HELP = "True for search queries: applies the model's query prompt. False (default) for documents."
-INSTRUCTION_HELP = "Task instruction for instruction-tuned models (replaces the query/document prompt)."
-DIMS_HELP = "Keep only the first dims dimensions (Matryoshka truncation, re-normalized); omit for all."
-DTYPE_HELP = "float32 (default), float16, int8 (scaled by 127), or binary (sign bits packed 8 per byte)."
 QUERY_HELP = "The search query or question."
 DOCUMENTS_HELP = "Candidate documents (passages) to rank against the query."
-TOP_K_HELP = "Return only the top_k most relevant documents; omit for all."
 TEXT_HELP = "One text to extract from (pass text or texts, not both)."
 EXTRACT_TEXTS_HELP = "Several texts to extract from (pass text or texts, not both)."
-LABELS_HELP = "Entity types to find, in plain words, e.g. ['person', 'organization', 'date', 'invoice number']."
-THRESHOLD_HELP = "Minimum confidence from 0 to 1 (default 0.5); lower finds more, less certain entities."
 TASK_HELP = "Only models for this task: encode, score (alias rerank) or extract; omit for all."
+
+#: Tool argument -> the request field it fills, per tool (the request's own option names are used as they are).
+TOOL_RENAMES: dict[str, dict[str, str]] = {
+    "encode": {"texts": "items"},
+    "rerank": {"documents": "items"},
+    "extract": {"text": "items", "texts": "items"},
+}
+#: Request options a tool does not offer, and why (none today).
+TOOL_OMITS: dict[str, dict[str, str]] = {"encode": {}, "rerank": {}, "extract": {}}
+TOOL_REQUESTS: dict[str, type[BaseModel]] = {"encode": EncodeRequest, "rerank": ScoreRequest, "extract": ExtractRequest}
 
 ANNOTATIONS: dict[str, Any] = {
     "readOnlyHint": True,
@@ -168,7 +191,9 @@ ANNOTATIONS: dict[str, Any] = {
 def _fail(exc: SieError, items_name: str | None = None) -> ToolError:
     """The engine's message as a tool error, naming the tool's own parameter instead of the engine's."""
     message = str(exc)
-    if items_name and message.startswith("items"):
+    if items_name == "text" and message.startswith("items[0]"):  # one text was sent, not a list
+        message = "text" + message[len("items[0]") :]
+    elif items_name and message.startswith("items"):
         message = items_name + message[len("items") :]
     return ToolError(message)
 
@@ -275,6 +300,45 @@ INSTRUCTIONS = (
 )
 
 
+# ---------------------------------------------------------------------------------------------- strict arguments
+def check_arguments(tool: str, arguments: dict[str, Any], allowed: Sequence[str]) -> None:
+    """Check a tool call's arguments with the same rules (and messages) as the HTTP API.
+
+    Strict types (no ``true`` for 1, no ``"10"`` for 10), bounds, and unknown arguments named; the request
+    type of :mod:`sie_core.requests` decides. Limits of the engine's configuration are checked by the engine.
+
+    Raises:
+        ToolError: What was wrong and what is allowed.
+    """
+    unknown = [k for k in arguments if k not in allowed]
+    if unknown:
+        raise ToolError(f"unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    request = TOOL_REQUESTS.get(tool)
+    if request is None:
+        if tool == "list_models" and not isinstance(arguments.get("task", ""), str | None):
+            raise ToolError(f"task must be a string, got {type(arguments['task']).__name__}")
+        return
+    renames = TOOL_RENAMES.get(tool, {})
+    data = {renames.get(k, k): v for k, v in arguments.items() if v is not None or k not in renames}
+    if tool == "extract" and (arguments.get("text") is None) == (arguments.get("texts") is None):
+        raise ToolError("pass either text (one string) or texts (a list of strings), not both and not neither")
+    try:
+        parse(request, data, where="the arguments")
+    except InvalidInputError as exc:
+        items_name = next((k for k in renames if k in arguments), next(iter(renames), "items"))
+        raise _fail(exc, items_name) from None
+
+
+class _StrictServer(Server):
+    """The SDK's server with every tool call's arguments checked strictly first (see :func:`check_arguments`)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        allowed = self.__dict__.get("_sie_tool_args", {}).get(name)
+        if allowed is not None:
+            check_arguments(name, arguments or {}, allowed)
+        return await super().call_tool(name, arguments, *args, **kwargs)
+
+
 # ---------------------------------------------------------------------------------------------- server
 def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
     """Build the MCP server (an ``MCPServer`` on mcp 2.x, a ``FastMCP`` on mcp 1.x) over ``engine``.
@@ -291,7 +355,7 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
         :func:`sie_mcp.create_http_app`.
     """
     s = settings or McpSettings()
-    server = Server(s.name, instructions=INSTRUCTIONS)
+    server = _StrictServer(s.name, instructions=INSTRUCTIONS)
     lowlevel_server(server).version = __version__
     describe = _descriptions(engine)
     interval = s.progress_interval_s
@@ -305,17 +369,24 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
         texts: Annotated[list[str], Field(description=TEXTS_HELP)],
         ctx: Context,
         model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
-        is_query: Annotated[bool, Field(description=IS_QUERY_HELP)] = False,
-        instruction: Annotated[str | None, Field(description=INSTRUCTION_HELP)] = None,
-        dims: Annotated[int | None, Field(description=DIMS_HELP)] = None,
-        output_dtype: Annotated[Literal["float32", "float16", "int8", "binary"], Field(description=DTYPE_HELP)] = (
-            "float32"
-        ),
+        is_query: IsQuery = False,
+        instruction: Instruction = None,
+        normalize: Normalize = None,
+        dims: Dims = None,
+        output_dtype: OutputDtype = "float32",
+        output_types: OutputTypes = ["dense"],  # noqa: B006 - never mutated; the schema shows the default
     ) -> Annotated[CallToolResult, EncodeOutput]:
         _check_count("texts", texts, s.max_items_per_call)
         name = model or default_id("encode")
         work = engine.aencode(
-            model, texts, is_query=is_query, instruction=instruction, dims=dims, output_dtype=output_dtype
+            model,
+            texts,
+            is_query=is_query,
+            instruction=instruction,
+            normalize=normalize,
+            dims=dims,
+            output_dtype=output_dtype,
+            output_types=output_types,
         )
         try:
             results = await _with_progress(engine, ctx, name, work, interval)
@@ -345,7 +416,7 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
         documents: Annotated[list[str], Field(description=DOCUMENTS_HELP)],
         ctx: Context,
         model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
-        top_k: Annotated[int | None, Field(description=TOP_K_HELP)] = None,
+        top_k: TopK = None,
     ) -> Annotated[CallToolResult, RerankOutput]:
         _check_count("documents", documents, s.max_items_per_call)
         name = model or default_id("score")
@@ -371,12 +442,14 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
         return _result("\n".join(lines), RerankOutput(model=result.model, results=ranked))
 
     async def extract(
-        labels: Annotated[list[str], Field(description=LABELS_HELP)],
+        labels: Labels,
         ctx: Context,
         text: Annotated[str | None, Field(description=TEXT_HELP)] = None,
         texts: Annotated[list[str] | None, Field(description=EXTRACT_TEXTS_HELP)] = None,
         model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
-        threshold: Annotated[float, Field(description=THRESHOLD_HELP)] = 0.5,
+        threshold: Threshold = 0.5,
+        flat_ner: FlatNer = True,
+        multi_label: MultiLabel = False,
     ) -> Annotated[CallToolResult, ExtractOutput]:
         if (text is None) == (texts is None):
             raise ToolError("pass either text (one string) or texts (a list of strings), not both and not neither")
@@ -384,7 +457,9 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
         if isinstance(items, list):
             _check_count("texts", items, s.max_items_per_call)
         name = model or default_id("extract")
-        work = engine.aextract(model, items, labels=labels, threshold=threshold)
+        work = engine.aextract(
+            model, items, labels=labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label
+        )
         try:
             found_in = await _with_progress(engine, ctx, name, work, interval)
         except SieError as exc:
@@ -453,8 +528,11 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
         "extract": "Extract entities",
         "list_models": "List models",
     }
+    tool_args: dict[str, list[str]] = {}
     for fn in (encode, rerank, extract, list_models):
         name = fn.__name__
+        tool_args[name] = [p for p in inspect.signature(fn).parameters if p != "ctx"]
         annotations = ToolAnnotations(title=titles[name], **ANNOTATIONS)
         server.add_tool(fn, name=name, title=titles[name], description=describe[name], annotations=annotations)
+    server.__dict__["_sie_tool_args"] = tool_args
     return server

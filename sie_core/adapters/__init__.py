@@ -1,4 +1,7 @@
-"""Adapters run one kind of model on one backend; they are imported only when such a model loads."""
+"""Adapters run one model family on one backend; they are imported only when such a model loads.
+
+Which adapter runs which family on which backend is registered in :mod:`sie_core.families`.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,17 @@ import importlib
 from ..catalog import ModelSpec
 from ..config import EngineConfig
 from ..errors import ModelLoadError
+from ..families import FAMILIES, family_of
 from ..sources import ModelSource
 from .base import Adapter, EncoderAdapter, ExtractorAdapter, ScorerAdapter
 
 __all__ = ["ADAPTERS", "Adapter", "EncoderAdapter", "ExtractorAdapter", "ScorerAdapter", "load_adapter"]
 
-#: (task, backend) -> "module:Class", imported on first use.
+#: (task, backend) -> "module:Class" of each task's default family (what a backend can run for a task).
 ADAPTERS: dict[tuple[str, str], str] = {
-    ("encode", "torch"): "sie_core.adapters.sentence_transformers:SentenceTransformersEncoder",
-    ("score", "torch"): "sie_core.adapters.cross_encoder:CrossEncoderScorer",
-    ("extract", "torch"): "sie_core.adapters.gliner:GlinerExtractor",
-    ("encode", "onnx"): "sie_core.adapters.onnx_encoder:OnnxEncoder",
-    ("score", "onnx"): "sie_core.adapters.onnx_scorer:OnnxScorer",
+    (family.task, backend): target
+    for family in reversed(FAMILIES.values())
+    for backend, target in family.adapters.items()
 }
 
 _INSTALL_HINTS = {
@@ -32,17 +34,17 @@ _INSTALL_HINTS = {
 
 
 def load_adapter(spec: ModelSpec, source: ModelSource, config: EngineConfig) -> Adapter:
-    """Construct (and so load) the adapter for a model's task and backend.
+    """Construct (and so load) the adapter for a model's family and backend.
 
     Raises:
         ModelLoadError: No adapter fits, a library is missing, or the model failed to load.
     """
-    target = ADAPTERS.get((spec.task, source.backend))
+    family = family_of(spec)
+    target = family.adapters.get(source.backend)
     if target is None:
-        supported = sorted(f"{t}/{b}" for t, b in ADAPTERS)
         raise ModelLoadError(
-            f"model {spec.id!r}: no adapter runs task {spec.task!r} on backend {source.backend!r}; "
-            f"supported: {', '.join(supported)}"
+            f"model {spec.id!r}: the {family.name} family has no adapter for the {source.backend!r} backend; "
+            f"it runs on: {', '.join(family.adapters)}"
         )
     module_name, class_name = target.split(":")
     try:

@@ -75,12 +75,12 @@ CASES = [
     (
         lambda e: e.encode("tiny-encoder", {"text": 3}),
         InvalidInputError,
-        r"items text is of type int; expected a string",
+        r"items\[0\]\.text must be a string, got int",
     ),
     (
         lambda e: e.encode("tiny-encoder", {"image": "x"}),
         InvalidInputError,
-        r"has no 'text' \(keys: image\); this engine reads text items only",
+        r"items\[0\] has 'image'; this engine reads the 'text' of items only",
     ),
     (
         lambda e: e.encode("tiny-encoder", 17),
@@ -95,14 +95,14 @@ CASES = [
     (
         lambda e: e.encode("tiny-encoder", "x" * 101),
         InvalidInputError,
-        r"items has 101 characters; at most 100 are allowed per text",
+        r"items\[0\] has 101 characters; at most 100 are allowed per text",
     ),
     (
         lambda e: e.encode("tiny-encoder", "x", output_dtype="int4"),
         InvalidInputError,
         r"output_dtype 'int4' is not supported; use one of float32, float16, int8, binary",
     ),
-    (lambda e: e.encode("tiny-encoder", "x", dims=0), InvalidInputError, r"dims must be a positive integer, got 0"),
+    (lambda e: e.encode("tiny-encoder", "x", dims=0), InvalidInputError, r"dims must be a positive integer up to 65,536, got 0"),
     (
         lambda e: e.encode("tiny-encoder", "x", dims=64),
         InvalidInputError,
@@ -116,7 +116,7 @@ CASES = [
     (
         lambda e: e.encode("tiny-encoder", "x", instruction=""),
         InvalidInputError,
-        r"instruction must be a non-empty string or None",
+        r"instruction must be a non-empty string",
     ),
     (lambda e: e.encode("", "x"), InvalidInputError, r"model must be a non-empty model id string"),
     (lambda e: e.score("tiny-reranker", "", ["x"]), InvalidInputError, r"query is empty"),
@@ -129,7 +129,7 @@ CASES = [
     (
         lambda e: e.score("tiny-reranker", "q", ["x"], top_k=0),
         InvalidInputError,
-        r"top_k must be a positive integer or None, got 0",
+        r"top_k must be a positive integer up to 100,000, got 0",
     ),
     (
         lambda e: e.extract("tiny-gliner", "x", labels=[]),

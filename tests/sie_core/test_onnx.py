@@ -387,13 +387,13 @@ def test_models_the_onnx_path_cannot_reproduce_are_refused(tmp_path):
 def test_threads_reach_the_session_and_cuda_needs_its_provider():
     with Engine(device="cpu", offline=True, num_threads=2) as engine:
         engine.encode(BGE, "x")
-        graph = engine._manager._loaded[BGE].adapter.graph  # type: ignore[union-attr]
+        graph = engine._backend.manager._loaded[BGE].adapter.graph  # type: ignore[union-attr]
         # On CPU: one single-threaded run per core, each on a chunk of the batch.
         assert graph.workers == 2 and graph.session.get_session_options().intra_op_num_threads == 1
     spec = Catalog.builtin().get(BGE).with_changes(options={"intra_op_num_threads": 2})
     with Engine(device="cpu", offline=True, num_threads=4, models=(spec,)) as engine:
         engine.encode(BGE, "x")
-        graph = engine._manager._loaded[BGE].adapter.graph  # type: ignore[union-attr]
+        graph = engine._backend.manager._loaded[BGE].adapter.graph  # type: ignore[union-attr]
         assert graph.workers == 1 and graph.session.get_session_options().intra_op_num_threads == 2
     with Engine(device="cuda", offline=True) as engine, pytest.raises(ModelLoadError, match="onnxruntime-gpu"):
         engine.encode(BGE, "x")

@@ -1,0 +1,39 @@
+"""The limits of one engine's configuration, checked on every typed request before it reaches a backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import EngineConfig
+from .errors import InvalidInputError
+from .requests import ExtractRequest, ScoreRequest
+from .validation import _check_text
+
+__all__ = ["check_limits"]
+
+
+def check_limits(request: Any, config: EngineConfig) -> None:
+    """Items per call, text length and content, labels per call.
+
+    Raises:
+        InvalidInputError: A limit is exceeded or a text is empty or not valid Unicode; the message names
+            the item and the limit.
+    """
+    count = len(request.items)
+    if count > config.max_items_per_call:
+        raise InvalidInputError(
+            f"items has {count:,} entries; at most {config.max_items_per_call:,} are allowed per call "
+            "(send several calls, or raise max_items_per_call)"
+        )
+    for i, item in enumerate(request.items):
+        _check_text(item.text, f"items[{i}]", config)
+    if isinstance(request, ScoreRequest):
+        _check_text(request.query.text, "query", config)
+    if isinstance(request, ExtractRequest):
+        if len(request.labels) > config.max_labels:
+            raise InvalidInputError(
+                f"{len(request.labels)} labels given; at most {config.max_labels} are allowed per call"
+            )
+        for i, label in enumerate(request.labels):
+            if not label.strip():
+                raise InvalidInputError(f"labels[{i}] is {label!r}; every label must be a non-empty string")

@@ -1,0 +1,235 @@
+"""The local backend: models loaded in this process, one batch queue each, on the best device.
+
+Bookkeeping runs on the engine's loop thread; everything that costs CPU per request runs elsewhere: forward
+passes in the compute thread (one per device, shared by every model, so each model's batches interleave
+with the others'), and the planning and merging of long extractions in a post-processing thread, so a
+199,000-character text never holds up another caller's request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .adapters import Adapter, EncoderAdapter, ExtractorAdapter, ScorerAdapter
+from .catalog import Catalog
+from .config import EngineConfig
+from .errors import SieError
+from .families import family_of
+from .models import LoadedModel, ModelManager
+from .requests import EncodeRequest, ExtractRequest, ScoreRequest
+from .results import EncodeResult, Entity, ExtractResult, ModelInfo, ScoreEntry, ScoreResult
+from .validation import check_dims
+from .vectors import finish_vectors
+from .windows import Window, merge_entities, plan_windows
+
+__all__ = ["LocalBackend"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class LocalBackend:
+    """Serves typed requests with models loaded in this process.
+
+    Args:
+        config: The engine's configuration.
+        catalog: Known models.
+        listeners: The engine's listeners (request, batch, load and unload events).
+    """
+
+    def __init__(self, config: EngineConfig, catalog: Catalog, listeners: list[Any]) -> None:
+        self.config = config
+        self.catalog = catalog
+        self._listeners = listeners
+        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sie-compute")
+        self._loader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sie-load")
+        self._post = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sie-post")
+        self.manager = ModelManager(config, catalog, self._compute, self._loader, _batch_runner)
+        self.manager.listeners = listeners
+
+    def start(self) -> None:
+        """Start the idle reaper (on the engine's loop)."""
+        self.manager.start_idle_reaper()
+
+    async def close(self) -> None:
+        """Unload every model and stop the threads."""
+        try:
+            await self.manager.close()
+        finally:
+            for pool in (self._compute, self._loader, self._post):
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ models
+    async def list_models(self, task: str | None) -> list[ModelInfo]:
+        """The catalog and every model seen, with state and counters."""
+        return self.manager.infos(task)
+
+    async def load(self, model: str, task: str | None) -> ModelInfo:
+        """Load ``model`` now (and check it can do ``task`` when given)."""
+        manager = self.manager
+        spec = manager.check_task(model, task) if task else manager.spec_for(model)
+        loaded = await manager.load(spec.id if spec else model, spec)
+        if task is not None:
+            await manager.release(await manager.acquire(loaded.spec.id, task))
+        return manager.info(loaded.spec)
+
+    async def unload(self, model: str) -> bool:
+        """Unload ``model`` now."""
+        return await self.manager.unload(model)
+
+    def model_state(self, model: str) -> str:
+        """The model's load state (by id or alias)."""
+        spec = self.catalog.get(model)
+        return self.manager.state(spec.id if spec is not None else model)
+
+    def queue_depth(self) -> dict[str, int]:
+        """Items waiting per loaded model."""
+        return self.manager.queue_depth()
+
+    # ------------------------------------------------------------------ serving
+    async def _serve(self, request: Any, task: str, work: Callable[[LoadedModel], Awaitable[T]]) -> T:
+        name: str = request.model
+        spec = self.manager.check_task(name, task)
+        if spec is not None:
+            family_of(spec).check(request, spec.id)
+        started = time.perf_counter()
+        error: SieError | None = None
+        model: LoadedModel | None = None
+        items = len(request.items)
+        try:
+            model = await self.manager.acquire(name, task)
+            if spec is None:
+                family_of(model.spec).check(request, model.spec.id)
+            return await work(model)
+        except SieError as exc:
+            error = exc
+            raise
+        finally:
+            if model is not None:
+                await self.manager.release(model, items=items, failed=error is not None)
+            seconds = time.perf_counter() - started
+            for listener in self._listeners:
+                try:
+                    listener.on_request(model.spec.id if model else name, task, seconds, items, error)
+                except Exception:  # a metrics bug must never fail a request
+                    logger.exception("engine listener failed")
+
+    async def encode(self, request: EncodeRequest) -> list[EncodeResult]:
+        """Dense vectors for the request's texts."""
+        texts = request.texts
+
+        async def work(model: LoadedModel) -> tuple[str, EncoderAdapter, list[tuple[np.ndarray, int]]]:
+            adapter = model.adapter
+            assert isinstance(adapter, EncoderAdapter)
+            check_dims(request.dims, adapter.dims, model.spec.id)
+            prompt = adapter.prompt_for(is_query=request.is_query, instruction=request.instruction)
+            costs = [adapter.cost(t) for t in texts]
+            return model.spec.id, adapter, await model.worker.submit(("encode", prompt), texts, costs)
+
+        model_id, adapter, outputs = await self._serve(request, "encode", work)
+        normalize = request.normalize if request.normalize is not None else adapter.normalized
+        vectors = finish_vectors(
+            np.stack([o[0] for o in outputs]), normalize=normalize, dims=request.dims, output_dtype=request.output_dtype
+        )
+        limit = adapter.max_length
+        return [
+            EncodeResult(
+                model=model_id,
+                dense=vectors[i],
+                dims=request.dims or adapter.dims,
+                dtype=request.output_dtype,
+                truncated=bool(limit is not None and tokens > limit),
+                tokens=int(tokens),
+                id=item_id,
+            )
+            for i, ((_, tokens), item_id) in enumerate(zip(outputs, request.ids))
+        ]
+
+    async def score(self, request: ScoreRequest) -> ScoreResult:
+        """The items ranked by the cross-encoder's logit, best first."""
+        query, texts, ids = request.query.text, request.texts, request.ids
+
+        async def work(model: LoadedModel) -> tuple[str, list[float]]:
+            adapter = model.adapter
+            costs = [adapter.cost(query) + adapter.cost(t) for t in texts]
+            return model.spec.id, await model.worker.submit(("score",), [(query, t) for t in texts], costs)
+
+        model_id, logits = await self._serve(request, "score", work)
+        raw = np.asarray(logits, dtype=np.float64)
+        relevance = 1.0 / (1.0 + np.exp(-raw))
+        order = sorted(range(len(texts)), key=lambda i: (-raw[i], i))[: request.top_k]
+        entries = [
+            ScoreEntry(index=i, score=float(raw[i]), relevance=float(relevance[i]), rank=rank, item_id=ids[i] or str(i))
+            for rank, i in enumerate(order)
+        ]
+        return ScoreResult(model=model_id, scores=entries, query_id=request.query.id)
+
+    async def extract(self, request: ExtractRequest) -> list[ExtractResult]:
+        """Entities per text; long texts are windowed and merged off the loop."""
+        texts = request.texts
+        labels = tuple(dict.fromkeys(request.labels))
+        loop = asyncio.get_running_loop()
+
+        async def work(model: LoadedModel) -> tuple[str, list[list[Window]], list[Any]]:
+            adapter = model.adapter
+            assert isinstance(adapter, ExtractorAdapter)
+            window = int(adapter.max_length or 384)
+            overlap = model.spec.window_overlap or max(8, window // 8)
+            plans, payloads, costs = await loop.run_in_executor(self._post, _plan, adapter, texts, window, overlap)
+            group = ("extract", labels, request.threshold, request.flat_ner, request.multi_label)
+            return model.spec.id, plans, await model.worker.submit(group, payloads, costs)
+
+        model_id, plans, found = await self._serve(request, "extract", work)
+        return await loop.run_in_executor(self._post, _merge, model_id, request, plans, found)
+
+
+def _plan(
+    adapter: ExtractorAdapter, texts: list[str], window: int, overlap: int
+) -> tuple[list[list[Window]], list[str], list[int]]:
+    plans = [plan_windows(t, adapter.word_spans(t), window, overlap) for t in texts]
+    payloads = [t[w.start : w.end] for t, plan in zip(texts, plans) for w in plan]
+    return plans, payloads, [adapter.cost(p) for p in payloads]
+
+
+def _merge(model_id: str, request: ExtractRequest, plans: list[list[Window]], found: list[Any]) -> list[ExtractResult]:
+    results = []
+    offset = 0
+    for text, item_id, plan in zip(request.texts, request.ids, plans):
+        merged = merge_entities(text, plan, found[offset : offset + len(plan)], flat_ner=request.flat_ner)
+        offset += len(plan)
+        entities = [Entity(**e) for e in merged]
+        results.append(ExtractResult(model=model_id, entities=entities, windows=len(plan), id=item_id))
+    return results
+
+
+def _batch_runner(adapter: Adapter) -> Callable[[Hashable, list[Any]], Sequence[Any]]:
+    """The function the compute thread runs for one batch of this adapter's task."""
+    if isinstance(adapter, EncoderAdapter):
+
+        def run_encode(group: Hashable, texts: list[Any]) -> Sequence[Any]:
+            vectors, tokens = adapter.encode(texts, group[1])  # type: ignore[index]
+            return list(zip(vectors, tokens))
+
+        return run_encode
+    if isinstance(adapter, ScorerAdapter):
+
+        def run_score(group: Hashable, pairs: list[Any]) -> Sequence[Any]:
+            return adapter.score(pairs).tolist()
+
+        return run_score
+    if isinstance(adapter, ExtractorAdapter):
+
+        def run_extract(group: Hashable, texts: list[Any]) -> Sequence[Any]:
+            options: tuple[Any, ...] = group  # type: ignore[assignment]
+            _, labels, threshold, flat_ner, multi_label = options
+            return adapter.extract(texts, list(labels), threshold, flat_ner, multi_label)
+
+        return run_extract
+    raise TypeError(f"no batch function for adapter {type(adapter).__name__}")

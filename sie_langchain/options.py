@@ -1,0 +1,38 @@
+"""Which engine options each class offers, and why it leaves the others out.
+
+Every option a class offers is declared with the alias of :mod:`sie_core.requests` (same type, bounds and
+description as the engine's request, the MCP tools and the HTTP API); the tables below are the only
+exceptions, and ``tests/test_options_defined_once.py`` holds the classes to them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NARROWED", "OFFERED", "OMITTED"]
+
+#: Class -> the request options it offers as fields.
+OFFERED: dict[str, tuple[str, ...]] = {
+    "SIEEmbeddings": ("instruction", "normalize", "dims", "output_dtype"),
+    "SIEReranker": ("top_k",),
+    "SIERerankTool": ("top_k",),
+    "SIEExtractor": ("labels", "threshold"),
+}
+
+#: Class -> option -> why the class does not offer it as a field.
+OMITTED: dict[str, dict[str, str]] = {
+    "SIEEmbeddings": {
+        "is_query": "embed_query applies the model's query prompt, embed_documents its document prompt",
+        "output_types": "a LangChain Embeddings returns one dense vector per text",
+    },
+    "SIEReranker": {},
+    "SIERerankTool": {},
+    "SIEExtractor": {
+        "flat_ner": "passed in options={'flat_ner': ...}, as SIE's own SIEExtractor takes it",
+        "multi_label": "passed in options={'multi_label': ...}, as SIE's own SIEExtractor takes it",
+    },
+}
+
+#: (class, option) -> how the class narrows the request's type, and why.
+NARROWED: dict[tuple[str, str], str] = {
+    ("SIEEmbeddings", "output_dtype"): "float32, float16 or int8 only: LangChain vectors are lists of floats",
+    ("SIEExtractor", "labels"): "a default list for calls that name none (the agent may pass labels per call)",
+}
