@@ -8,7 +8,8 @@ batch, so concurrent callers share forward passes. Callers that live on another 
 a moment to send their next request after their results arrive; so when fewer items are queued than the
 last batch held, the worker waits up to ``max_batch_wait_s`` for them (a lone caller never waits: its
 last batch held one item). A caller's big list is sorted by length first so that batches hold texts of
-similar length (less padding).
+similar length (less padding). When a batch shared by several callers fails with an unexpected error
+(not a ``SieError``), it is run again split by caller, so only the caller whose items fail gets the error.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ class ModelWorker:
             for indices in length_groups([entry[3] for entry in batch], self._fixed_cost):
                 await self._run(group, [batch[i] for i in indices])
 
-    async def _run(self, group: Hashable, batch: list[tuple[_Request, int, Any, int]]) -> None:
+    async def _run(self, group: Hashable, batch: list[tuple[_Request, int, Any, int]], *, split: bool = True) -> None:
         batch = [entry for entry in batch if not entry[0].future.done()]
         if not batch:
             return
@@ -210,6 +211,10 @@ class ModelWorker:
             self._fail(batch, EngineClosedError(f"model {self.name!r} was unloaded; retry the request"))
             raise
         except Exception as exc:
+            by_caller = self._by_caller(batch)
+            if split and len(by_caller) > 1 and not isinstance(exc, SieError):
+                await self._rerun_by_caller(group, batch, by_caller, exc)
+                return
             error = (
                 exc
                 if isinstance(exc, SieError)
@@ -234,6 +239,41 @@ class ModelWorker:
             request.pending -= 1
             if request.pending == 0:
                 request.future.set_result(request.results)
+
+    @staticmethod
+    def _by_caller(batch: list[tuple[_Request, int, Any, int]]) -> list[list[tuple[_Request, int, Any, int]]]:
+        """The batch's entries grouped by request, requests in order of first appearance."""
+        parts: dict[int, list[tuple[_Request, int, Any, int]]] = {}
+        for entry in batch:
+            parts.setdefault(id(entry[0]), []).append(entry)
+        return list(parts.values())
+
+    async def _rerun_by_caller(
+        self,
+        group: Hashable,
+        batch: list[tuple[_Request, int, Any, int]],
+        by_caller: list[list[tuple[_Request, int, Any, int]]],
+        exc: Exception,
+    ) -> None:
+        """Run a failed shared batch again, one caller at a time, so only the caller whose items fail gets the error.
+
+        One bad input (or one too large for the device) must not fail every request it happened to share a
+        forward pass with; a sub-batch that fails again fails only its own request.
+        """
+        logger.warning(
+            "batch of %d items from %d callers failed on %s (%s: %s); re-running it split by caller",
+            len(batch),
+            len(by_caller),
+            self.name,
+            type(exc).__name__,
+            exc,
+        )
+        try:
+            for part in by_caller:
+                await self._run(group, part, split=False)
+        except asyncio.CancelledError:
+            self._fail(batch, EngineClosedError(f"model {self.name!r} was unloaded; retry the request"))
+            raise
 
     @staticmethod
     def _fail(batch: list[tuple[_Request, int, Any, int]], error: BaseException) -> None:

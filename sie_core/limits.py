@@ -6,8 +6,8 @@ from typing import Any
 
 from .config import EngineConfig
 from .errors import InvalidInputError
-from .requests import ExtractRequest, ScoreRequest
-from .validation import _check_text
+from .requests import EncodeRequest, ExtractRequest, ScoreRequest
+from .validation import _check_encodable, _check_text
 
 __all__ = ["check_limits"]
 
@@ -29,6 +29,8 @@ def check_limits(request: Any, config: EngineConfig) -> None:
         _check_text(item.text, f"items[{i}]", config)
     if isinstance(request, ScoreRequest):
         _check_text(request.query.text, "query", config)
+    if isinstance(request, EncodeRequest) and request.instruction is not None:
+        _check_encodable(request.instruction, "instruction")
     if isinstance(request, ExtractRequest):
         if len(request.labels) > config.max_labels:
             raise InvalidInputError(
@@ -37,3 +39,4 @@ def check_limits(request: Any, config: EngineConfig) -> None:
         for i, label in enumerate(request.labels):
             if not label.strip():
                 raise InvalidInputError(f"labels[{i}] is {label!r}; every label must be a non-empty string")
+            _check_encodable(label, f"labels[{i}]")

@@ -603,6 +603,12 @@ def _message(error: Mapping[str, Any], cls: type[BaseModel]) -> str:
         return f"{name} must be at least {ctx.get('ge', ctx.get('gt'))}, got {_shown(value)}"
     if kind in ("less_than_equal", "less_than"):
         return f"{name} must be at most {ctx.get('le', ctx.get('lt'))}, got {_shown(value)}"
+    if kind == "string_unicode" and isinstance(value, str):
+        position = next((i for i, c in enumerate(value) if 0xD800 <= ord(c) <= 0xDFFF), 0)
+        return (
+            f"{name} contains a lone surrogate (U+{ord(value[position]):04X}) at character {position:,}; "
+            "texts must be valid Unicode (UTF-8 encodable)"
+        )
     if kind in ("string_type", "string_unicode"):
         return f"{name} must be a string, got {_describe(value)}"
     if kind in ("list_type", "tuple_type"):

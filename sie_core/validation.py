@@ -53,6 +53,19 @@ def _check_text(text: str, where: str, config: EngineConfig) -> None:
             f"{where} has {len(text):,} characters; at most {config.max_text_chars:,} are allowed per text "
             "(split it, or raise max_text_chars)"
         )
+    _check_encodable(text, where)
+
+
+def _check_encodable(text: str, where: str) -> None:
+    # A lone surrogate passes every str check but makes tokenizers raise mid-batch, failing everyone who
+    # shared that batch. Encoding is one fast C pass; the position is only looked up when it fails.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{where} contains a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start:,}; "
+            "texts must be valid Unicode (UTF-8 encodable)"
+        ) from None
 
 
 def normalize_items(

@@ -11,6 +11,7 @@ label, or any overlap when ``flat_ner``). Offsets always point into the original
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,19 +90,47 @@ def merge_entities(
             }
             (owned if win.own_start <= start < win.own_end else others).append(item)
     kept: list[dict[str, Any]] = []
+    taken = _Kept(flat_ner)
     by_score = lambda e: -e["score"]  # noqa: E731
     for candidate in sorted(owned, key=by_score) + sorted(others, key=by_score):
-        if not _clashes(candidate, kept, flat_ner):
+        if taken.add(candidate["start"], candidate["end"], candidate["label"]):
             kept.append(candidate)
     kept.sort(key=lambda e: (e["start"], e["end"], e["label"]))
     return kept
 
 
-def _clashes(candidate: dict[str, Any], kept: list[dict[str, Any]], flat_ner: bool) -> bool:
-    for other in kept:
-        same = other["start"] == candidate["start"] and other["end"] == candidate["end"]
-        if same and other["label"] == candidate["label"]:
-            return True
-        if flat_ner and candidate["start"] < other["end"] and other["start"] < candidate["end"]:
-            return True
-    return False
+class _Kept:
+    """The spans kept so far, answering "does this candidate clash?" in O(log n).
+
+    A candidate clashes with a kept entity of the same span and label, and, with ``flat_ner``, with any kept
+    entity it overlaps (``a.start < b.end and b.start < a.end``). Under ``flat_ner`` the kept non-empty spans
+    never overlap each other, so sorted by start they are sorted by end too: the only one that can overlap a
+    query is the last one starting before the query ends.
+    """
+
+    def __init__(self, flat_ner: bool) -> None:
+        self._flat_ner = flat_ner
+        self._exact: set[tuple[int, int, Any]] = set()
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        # Empty or reversed spans (a model should never return them) can sit inside others; checked one by one.
+        self._degenerate: list[tuple[int, int]] = []
+
+    def add(self, start: int, end: int, label: Any) -> bool:
+        """Keep the span unless it clashes; return whether it was kept."""
+        key = (start, end, label)
+        if key in self._exact:
+            return False
+        if self._flat_ner:
+            i = bisect.bisect_left(self._starts, end)  # kept spans [0, i) start before this one ends
+            if i and self._ends[i - 1] > start:
+                return False
+            if any(start < d_end and d_start < end for d_start, d_end in self._degenerate):
+                return False
+            if start < end:
+                self._starts.insert(i, start)
+                self._ends.insert(i, end)
+            else:
+                self._degenerate.append((start, end))
+        self._exact.add(key)
+        return True

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import random
 import re
+import time
 
-from sie_core.windows import merge_entities, plan_windows
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sie_core.windows import Window, merge_entities, plan_windows
 
 
 def spans(text: str) -> list[tuple[int, int]]:
@@ -72,3 +79,118 @@ def test_entities_seen_only_by_the_non_owning_window_survive_unless_they_clash()
     assert sorted((e["start"], e["end"], e["label"]) for e in merged) == sorted(
         [(seam_word[0], words[22][1], "y"), (*seam_word, "x")]
     )
+
+
+# --- merge equivalence and speed -------------------------------------------------------------------------
+
+
+def reference_merge(text, windows, found, *, flat_ner):
+    """The original quadratic merge (every candidate checked against every kept entity), kept as the oracle."""
+    owned, others = [], []
+    for win, entities in zip(windows, found):
+        for ent in entities:
+            start, end = int(ent["start"]) + win.start, int(ent["end"]) + win.start
+            item = {
+                "text": text[start:end],
+                "label": ent["label"],
+                "score": float(ent["score"]),
+                "start": start,
+                "end": end,
+            }
+            (owned if win.own_start <= start < win.own_end else others).append(item)
+
+    def clashes(candidate, kept):
+        for other in kept:
+            same = other["start"] == candidate["start"] and other["end"] == candidate["end"]
+            if same and other["label"] == candidate["label"]:
+                return True
+            if flat_ner and candidate["start"] < other["end"] and other["start"] < candidate["end"]:
+                return True
+        return False
+
+    kept = []
+    by_score = lambda e: -e["score"]  # noqa: E731
+    for candidate in sorted(owned, key=by_score) + sorted(others, key=by_score):
+        if not clashes(candidate, kept):
+            kept.append(candidate)
+    kept.sort(key=lambda e: (e["start"], e["end"], e["label"]))
+    return kept
+
+
+_entity = st.fixed_dictionaries(
+    {
+        "start": st.integers(-2, 30),
+        "length": st.integers(-3, 8),  # empty and reversed spans too: the merge must agree on them as well
+        "label": st.sampled_from(["a", "b", "c"]),
+        "score": st.sampled_from([0.1, 0.5, 0.5, 0.9, 1.0]),  # ties: the order among equals must match
+    }
+).map(lambda d: {"start": d["start"], "end": d["start"] + d["length"], "label": d["label"], "score": d["score"]})
+
+
+@st.composite
+def _arbitrary_windows(draw):
+    count = draw(st.integers(1, 6))
+    wins, found = [], []
+    for _ in range(count):
+        start = draw(st.integers(0, 40))
+        own_start = draw(st.integers(0, 60))
+        wins.append(Window(start, start + 30, own_start, own_start + draw(st.integers(0, 30))))
+        found.append(draw(st.lists(_entity, max_size=12)))
+    return wins, found
+
+
+@settings(max_examples=400, deadline=None)
+@given(_arbitrary_windows(), st.booleans())
+def test_merge_matches_the_reference_on_arbitrary_windows(case, flat_ner):
+    wins, found = case
+    text = "".join(chr(ord("a") + i % 26) for i in range(80))
+    assert merge_entities(text, wins, found, flat_ner=flat_ner) == reference_merge(text, wins, found, flat_ner=flat_ner)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(20, 200), st.integers(4, 30), st.integers(0, 10), st.randoms(use_true_random=False), st.booleans())
+def test_merge_matches_the_reference_on_planned_windows(n_words, window, overlap, rnd, flat_ner):
+    text = " ".join(f"w{i}" for i in range(n_words))
+    words = spans(text)
+    wins = plan_windows(text, words, window=window, overlap=overlap)
+    found = _random_entities(rnd, words, wins, per_window=rnd.randint(0, 15))
+    assert merge_entities(text, wins, found, flat_ner=flat_ner) == reference_merge(text, wins, found, flat_ner=flat_ner)
+
+
+def _random_entities(rnd, words, wins, per_window):
+    """Entities of 1-4 words inside each window, offsets relative to the window, as a model returns them."""
+    starts = [s for s, _ in words]
+    found = []
+    for w in wins:
+        inside = range(bisect.bisect_left(starts, w.start), bisect.bisect_right(starts, w.end - 1))
+        ents = []
+        for _ in range(per_window):
+            first = rnd.choice(inside)
+            last = min(first + rnd.randint(0, 3), inside[-1])
+            ents.append(
+                {
+                    "start": words[first][0] - w.start,
+                    "end": words[last][1] - w.start,
+                    "label": rnd.choice(["person", "org", "place", "date", "money"]),
+                    "score": round(rnd.random(), 2),
+                }
+            )
+        found.append(ents)
+    return found
+
+
+@pytest.mark.parametrize("flat_ner", [True, False])
+def test_merging_a_200k_character_extract_is_fast(flat_ner):
+    # the size that used to take ~54 s: ~199,000 characters, ~329 windows, ~34,000 raw entities
+    rnd = random.Random(7)
+    text = " ".join(f"w{i % 100_000:05d}" for i in range(28_500))
+    words = spans(text)
+    wins = plan_windows(text, words, window=170, overlap=85)
+    assert 190_000 < len(text) < 210_000 and 300 < len(wins) < 360
+    found = _random_entities(rnd, words, wins, per_window=34_000 // len(wins))
+    assert sum(map(len, found)) > 33_000
+    started = time.perf_counter()
+    merged = merge_entities(text, wins, found, flat_ner=flat_ner)
+    elapsed = time.perf_counter() - started
+    assert merged
+    assert elapsed < 2.0, f"merging took {elapsed:.2f} s"
