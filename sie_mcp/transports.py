@@ -1,6 +1,8 @@
 """Running the MCP server: stdio with a protected stdout, and streamable HTTP behind host checks and a token.
 
-Nothing here knows about tools; it takes the server object :func:`sie_mcp.create_server` built.
+Nothing here knows about tools; it takes the server object :func:`sie_mcp.create_server` built. Both transports
+screen incoming messages with :func:`sie_mcp.jsonrpc.check_message` before the SDK sees them, so that a malformed
+request is answered with a JSON-RPC error instead of being dropped (see :mod:`sie_mcp.jsonrpc`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from sie_core import Engine, SieError
 
+from . import jsonrpc
 from ._compat import StreamableHTTPSessionManager, TransportSecuritySettings, lowlevel_server, stdio_server
 
 __all__ = [
@@ -76,25 +79,33 @@ async def run_stdio(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     on_start: Callable[[], Any] | None = None,
+    max_line_chars: int = jsonrpc.MAX_LINE_CHARS,
 ) -> None:
     """Serve ``server`` over stdio until the client closes stdin.
 
+    Every incoming line is screened first (:func:`sie_mcp.jsonrpc.check_message`): a malformed request is
+    answered with a JSON-RPC error on stdout and the session goes on; only valid messages reach the SDK.
+    Blank lines are skipped.
+
     Args:
         server: What :func:`sie_mcp.create_server` returned.
-        stdin: The protocol's input (default: this process's stdin; see :func:`claim_stdio`).
-        stdout: The protocol's output (default: this process's stdout).
+        stdin: The protocol's input (default: this process's stdin, claimed with :func:`claim_stdio`).
+        stdout: The protocol's output (default: this process's stdout, claimed with :func:`claim_stdio`).
         on_start: A coroutine function started in the background once serving begins (e.g. preloading).
+        max_line_chars: Longest line accepted, in characters; a longer one is answered with -32600.
     """
     import anyio
 
-    streams: dict[str, Any] = {}
-    if stdin is not None:
-        streams["stdin"] = anyio.wrap_file(stdin)
-    if stdout is not None:
-        streams["stdout"] = anyio.wrap_file(stdout)
+    if stdin is None or stdout is None:
+        claimed = claim_stdio()
+        stdin = claimed[0] if stdin is None else stdin
+        stdout = claimed[1] if stdout is None else stdout
+    writer = _LineWriter(anyio.wrap_file(stdout))
+    lines = _ScreenedLines(stdin, writer, max_line_chars)
     inner = lowlevel_server(server)
     background: asyncio.Task[Any] | None = None
-    async with stdio_server(**streams) as (read_stream, write_stream):
+    # The SDK only iterates ``stdin`` and calls ``write``/``flush`` on ``stdout``; both objects provide that.
+    async with stdio_server(stdin=cast(Any, lines), stdout=cast(Any, writer)) as (read_stream, write_stream):
         if on_start is not None:
             background = asyncio.ensure_future(on_start())
         try:
@@ -103,6 +114,91 @@ async def run_stdio(
             if background is not None and not background.done():
                 background.cancel()
     logger.info("stdin closed; MCP stdio server stopped")
+
+
+class _LineWriter:
+    """The protocol's output, shared by the SDK's writer and the screen's error replies.
+
+    One lock serializes the writes of both so that lines never interleave; text is made safe to encode first
+    (a lone surrogate would otherwise kill the writer).
+    """
+
+    def __init__(self, file: Any) -> None:
+        import anyio
+
+        self._file = file
+        self._lock = anyio.Lock()
+
+    async def write(self, text: str) -> None:
+        """Write ``text`` (the SDK passes one whole line at a time)."""
+        async with self._lock:
+            await self._file.write(jsonrpc.wire_safe(text))
+
+    async def flush(self) -> None:
+        """Flush the underlying stream."""
+        async with self._lock:
+            await self._file.flush()
+
+    async def write_line(self, line: str) -> None:
+        """Write ``line`` and a newline, then flush, with no other write in between."""
+        async with self._lock:
+            await self._file.write(jsonrpc.wire_safe(line) + "\n")
+            await self._file.flush()
+
+
+class _ScreenedLines:
+    """The protocol's input as the SDK iterates it: only lines that pass the screen, the rest answered here."""
+
+    # Lines longer than this are screened in a worker thread so that the event loop keeps serving.
+    _THREAD_CHARS = 1024 * 1024
+
+    def __init__(self, file: TextIO, writer: _LineWriter, max_line_chars: int) -> None:
+        self._file = file
+        self._writer = writer
+        self._max = max_line_chars
+
+    def __aiter__(self) -> _ScreenedLines:
+        return self
+
+    async def __anext__(self) -> str:
+        import anyio
+
+        rejection: jsonrpc.Rejection | None
+        while True:
+            line = await anyio.to_thread.run_sync(self._file.readline, self._max + 1)
+            if not line:
+                raise StopAsyncIteration
+            if len(line) > self._max and not line.endswith("\n"):
+                rejection = await self._drop_long_line(line)
+            elif not line.strip():
+                continue
+            elif len(line) > self._THREAD_CHARS:
+                rejection = await anyio.to_thread.run_sync(jsonrpc.check_message, line)
+            else:
+                rejection = jsonrpc.check_message(line)
+            if rejection is None:
+                return line
+            logger.warning(
+                "stdio message %s (id %r): %s",
+                "answered" if rejection.answer else "dropped",
+                rejection.id,
+                rejection.message,
+            )
+            reply = rejection.wire()
+            if reply is not None:
+                await self._writer.write_line(reply)
+
+    async def _drop_long_line(self, head: str) -> jsonrpc.Rejection:
+        """Read and discard the rest of an over-long line; the answer names the id found at its start, if any."""
+        import anyio
+
+        while True:
+            chunk = await anyio.to_thread.run_sync(self._file.readline, self._max)
+            if not chunk or chunk.endswith("\n"):
+                break
+        return jsonrpc.message_too_large(
+            head, f"longer than {self._max:,} characters", f"{self._max:,} characters per line"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- HTTP
@@ -166,13 +262,90 @@ class BearerAuthMiddleware:
 
 
 class _Endpoint:
-    """The streamable-HTTP endpoint as a plain ASGI app (a class, so Starlette's Route passes raw ASGI)."""
+    """The streamable-HTTP endpoint as a plain ASGI app (a class, so Starlette's Route passes raw ASGI).
 
-    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+    A POST that passes the Host/Origin and Content-Type checks has its body screened
+    (:func:`sie_mcp.jsonrpc.check_message`) before the SDK sees it: a malformed message is answered with HTTP 400
+    and a JSON-RPC error body (the status the SDK itself gives a body that is not JSON), a body over the size
+    bound with 413 and a -32600 body. Everything else goes to the SDK unchanged, the body replayed.
+    """
+
+    # Bodies larger than this are screened in a worker thread so that the event loop keeps serving.
+    _THREAD_BYTES = 1024 * 1024
+
+    def __init__(self, manager: StreamableHTTPSessionManager, security: TransportSecuritySettings) -> None:
+        from mcp.server.transport_security import TransportSecurityMiddleware
+
         self.manager = manager
+        self._security = TransportSecurityMiddleware(security)
+        # The SDK's own body bound where it has one (2.x and late 1.x: 4 MiB by default), so ours answers first.
+        self.max_body_bytes = int(getattr(manager, "max_request_body_size", None) or jsonrpc.MAX_LINE_CHARS)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and scope.get("method") == "POST":
+            screened = await self._screen(scope, receive, send)
+            if screened is None:
+                return
+            receive = screened
         await self.manager.handle_request(scope, receive, send)
+
+    async def _screen(self, scope: Any, receive: Any, send: Any) -> Any:
+        """The ``receive`` to hand to the SDK, or None when the request was answered here."""
+        import anyio
+        from starlette.requests import Request
+
+        if await self._security.validate_request(Request(scope), is_post=True) is not None:
+            return receive  # the SDK gives the same refusal
+        rejection: jsonrpc.Rejection | None
+        limit = f"{self.max_body_bytes:,} bytes"
+        too_large = jsonrpc.message_too_large("", f"larger than {limit}", f"{limit} per request")
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _send_json(send, 413, too_large.http_body())
+            return None
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                await _send_json(send, 413, too_large.http_body())
+                return None
+            if not message.get("more_body", False):
+                break
+        try:
+            text = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rejection = jsonrpc.Rejection(
+                jsonrpc.PARSE_ERROR, f"Parse error: the body is not valid UTF-8 ({exc}); send UTF-8 JSON"
+            )
+        else:
+            if len(body) > self._THREAD_BYTES:
+                rejection = await anyio.to_thread.run_sync(jsonrpc.check_message, text)
+            else:
+                rejection = jsonrpc.check_message(text)
+        if rejection is not None:
+            logger.warning("HTTP message refused (id %r): %s", rejection.id, rejection.message)
+            await _send_json(send, 400, rejection.http_body())
+            return None
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        return replay
+
+
+async def _send_json(send: Any, status: int, body: str) -> None:
+    data = body.encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
 
 
 def mcp_http_endpoint(
@@ -190,13 +363,14 @@ def mcp_http_endpoint(
     Host-header checks follow :func:`transport_security` for ``host``; authentication is the app's job
     (see :class:`BearerAuthMiddleware`).
     """
+    security = transport_security(host, allowed_hosts)
     manager = StreamableHTTPSessionManager(
         app=lowlevel_server(server),
         json_response=json_response,
         stateless=stateless,
-        security_settings=transport_security(host, allowed_hosts),
+        security_settings=security,
     )
-    return _Endpoint(manager), manager.run
+    return _Endpoint(manager, security), manager.run
 
 
 def create_http_app(
