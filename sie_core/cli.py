@@ -28,7 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "models": ("list the model catalog and where each model's weights are", "sie_core.cli:_add_models"),
     "pull": ("download model weights ahead of time", "sie_core.cli:_add_pull"),
     "mcp": ("run the MCP server (stdio or streamable HTTP)", "sie_mcp.cli:add_mcp_command"),
-    "serve": ("serve models over HTTP: SIE API, OpenAI embeddings, MCP at /mcp, metrics", "sie_mcp.serve:add_serve"),
+    "serve": ("serve models over HTTP: SIE API, OpenAI embeddings, MCP at /mcp, metrics", "sie_server.serve:add_serve"),
     "export-onnx": ("make an ONNX (optionally int8) copy for the fast CPU path", "sie_core.onnx_export:add_command"),
 }
 

@@ -1,7 +1,8 @@
-"""What every HTTP route shares: settings, body decoding, answers, errors, and running an engine call.
+"""What every HTTP route shares: settings, body decoding, answers, errors, request ids, and running engine calls.
 
-Routes stay thin: decode and check the body, call the engine through :func:`run_call`, shape the result.
-:func:`run_call` adds the two things HTTP needs around an engine call:
+Routes stay thin: decode the body, validate it with its typed body model (:mod:`sie_core.requests`), call
+the engine through :func:`run_call`, shape the result. :func:`run_call` adds what HTTP needs around an
+engine call:
 
 * **Cold models.** A model that is not loaded is loaded first, and the request waits for it up to
   ``load_wait_s``. A load that takes longer (a download, a big model) answers ``503 MODEL_LOADING`` with
@@ -9,6 +10,8 @@ Routes stay thin: decode and check the body, call the engine through :func:`run_
   first call, and no request is held open past the client's read timeout.
 * **Disconnects.** If the client goes away while its request waits or runs, the engine call is cancelled,
   which drops its queued items from the model's batch queue.
+* **Shutdown.** When the server stops and the graceful period is nearly over, calls still waiting are
+  cancelled and answer ``503 SHUTTING_DOWN`` (with ``Retry-After``), never a bare 500 or a dropped socket.
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from sie_core import Engine, InvalidInputError, ModelLoadingError, SieError, UnknownModelError
@@ -30,17 +37,28 @@ from sie_core.wire import ERROR_CODE_HEADER, JSON, MSGPACK, error_body, packb, u
 __all__ = [
     "ClientGoneError",
     "HttpState",
+    "MethodNotAllowedError",
+    "NotFoundError",
     "PayloadTooLargeError",
+    "RequestIdFilter",
+    "RequestTimeoutError",
     "ServerSettings",
+    "ShuttingDownError",
     "UnauthorizedError",
+    "dumps",
     "error_response",
     "read_body",
+    "request_id_var",
     "respond",
     "run_call",
 ]
 
-logger = logging.getLogger("sie_mcp.http")
+logger = logging.getLogger("sie_server.http")
 T = TypeVar("T")
+
+#: The id of the request being served (``X-Request-ID``), for log lines; None outside a request.
+request_id_var: ContextVar[str | None] = ContextVar("sie_request_id", default=None)
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -50,13 +68,20 @@ class ServerSettings:
     Attributes:
         host: Interface to bind; 127.0.0.1 (this machine only) unless told otherwise.
         port: TCP port (0 picks a free one).
-        auth_token: When set, every route but the health checks needs ``Authorization: Bearer <token>``.
+        auth_token: When set, every route but the health checks and the pages needs
+            ``Authorization: Bearer <token>``.
         max_body_bytes: Largest request body accepted (413 beyond it).
         load_wait_s: How long a request waits for a cold model to load before answering 503 MODEL_LOADING.
         loading_retry_after_s: ``Retry-After`` sent with MODEL_LOADING.
         mcp: Mount the MCP streamable-HTTP endpoint at ``/mcp``.
-        graceful_timeout_s: On SIGTERM, how long in-flight requests may take to finish.
+        graceful_timeout_s: On SIGTERM, how long in-flight requests may take to finish; calls still waiting
+            shortly before it ends answer 503 SHUTTING_DOWN.
         preload: Models to load at start-up; ``/readyz`` answers 503 until they are loaded.
+        keep_alive_timeout_s: An idle connection (a new one that sends nothing, or one between requests) is
+            closed after this long.
+        header_timeout_s: Most time a client may take to send a request's headers (408, then closed).
+        body_timeout_s: Most time a client may take to send a request's body, from the end of its headers
+            (408, then closed).
     """
 
     host: str = "127.0.0.1"
@@ -68,6 +93,9 @@ class ServerSettings:
     mcp: bool = True
     graceful_timeout_s: float = 30.0
     preload: tuple[str, ...] = ()
+    keep_alive_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
 
 class HttpState:
@@ -79,7 +107,23 @@ class HttpState:
         self.metrics = metrics
         self.ready = False
         self.draining = False
+        self.started = time.monotonic()
         self.preload_errors: dict[str, str] = {}
+        self.http_requests = 0
+        self.http_errors = 0
+        self.in_flight = 0
+        self._abort: asyncio.Event | None = None
+
+    def abort_event(self) -> asyncio.Event:
+        """Set when calls still waiting must give up (the end of the graceful shutdown period)."""
+        if self._abort is None:
+            self._abort = asyncio.Event()
+        return self._abort
+
+    def abort_waiting_calls(self) -> None:
+        """Make every engine call still waiting answer 503 SHUTTING_DOWN (call on the server's loop)."""
+        self.draining = True
+        self.abort_event().set()
 
 
 def state_of(request: Request) -> HttpState:
@@ -87,6 +131,7 @@ def state_of(request: Request) -> HttpState:
     return request.app.state.sie
 
 
+# ---------------------------------------------------------------------- errors of the HTTP layer
 class PayloadTooLargeError(SieError):
     """The request body is larger than the server accepts."""
 
@@ -101,38 +146,125 @@ class UnauthorizedError(SieError):
     status = 401
 
 
+class NotFoundError(SieError):
+    """No route has this path."""
+
+    code = "NOT_FOUND"
+    status = 404
+
+
+class MethodNotAllowedError(SieError):
+    """The route exists but not with this HTTP method."""
+
+    code = "METHOD_NOT_ALLOWED"
+    status = 405
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class RequestTimeoutError(SieError):
+    """The client took too long to send its request."""
+
+    code = "REQUEST_TIMEOUT"
+    status = 408
+
+
+class ShuttingDownError(SieError):
+    """The server is stopping; the call was cancelled before it finished."""
+
+    code = "SHUTTING_DOWN"
+    status = 503
+
+
 class ClientGoneError(Exception):
     """The client disconnected before its answer was ready; its work was cancelled."""
 
 
+# ---------------------------------------------------------------------- request ids in log lines
+def new_request_id(client_value: str | None) -> str:
+    """The client's ``X-Request-ID`` if it is a plain token (letters, digits, ``._:-``; at most 128), else a new one."""
+    if client_value and _CLIENT_REQUEST_ID.fullmatch(client_value):
+        return client_value
+    return uuid.uuid4().hex
+
+
+class RequestIdFilter(logging.Filter):
+    """A handler filter that prefixes log lines written while serving a request with ``[<request id>]``.
+
+    ``sie-agents serve`` installs it on the root logger's handlers; an app that embeds :func:`create_app`
+    can do the same (``handler.addFilter(RequestIdFilter())``). Records also get a ``request_id`` attribute
+    for formats that want it (``%(request_id)s``; ``-`` outside a request).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Tag ``record`` (never drops it)."""
+        if getattr(record, "request_id", None) is not None:
+            return True  # tagged already (a record passes each handler's filter)
+        request_id = request_id_var.get()
+        record.request_id = request_id or "-"
+        if request_id:
+            record.msg = f"[{request_id}] {record.msg}"
+        return True
+
+
+def install_request_id_logging(logger_: logging.Logger | None = None) -> None:
+    """Add a :class:`RequestIdFilter` to every handler of ``logger_`` (the root logger by default)."""
+    target = logger_ or logging.getLogger()
+    for handler in target.handlers:
+        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
+            handler.addFilter(RequestIdFilter())
+
+
 # ---------------------------------------------------------------------- bodies
+_MSGPACK_TYPES = (MSGPACK, "application/x-msgpack", "application/vnd.msgpack")
+
+
 async def read_body(request: Request) -> dict[str, Any]:
     """The request body as a dict, from MessagePack or JSON (an empty body is ``{}``).
 
     Raises:
-        InvalidInputError: Not decodable, not an object, or an unsupported content type.
+        InvalidInputError: Not decodable, nested too deeply, not an object, or an unsupported content type.
+        ClientGoneError: The client disconnected before the body was complete.
     """
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise ClientGoneError() from None
     if not raw:
         return {}
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    try:
-        if content_type in (MSGPACK, "application/x-msgpack", "application/vnd.msgpack"):
+    if content_type in _MSGPACK_TYPES:
+        try:
             data = unpackb(raw, arrays=False)
-        elif content_type in (JSON, "", "text/plain") or content_type.endswith("+json"):
+        except ValueError as exc:
+            raise InvalidInputError(f"the request body is {exc}") from None
+    elif content_type in (JSON, "", "text/plain") or content_type.endswith("+json"):
+        try:
             data = json.loads(raw)
-        else:
+        except RecursionError:
             raise InvalidInputError(
-                f"content type {content_type!r} is not supported; send application/msgpack or application/json"
-            )
-    except ValueError as exc:
-        if isinstance(exc, InvalidInputError):
-            raise
-        kind = "MessagePack" if "msgpack" in content_type else "JSON"
-        raise InvalidInputError(f"the request body is not valid {kind}: {exc}") from None
+                "the request body is JSON nested too deeply (about 1,000 levels or more); request bodies nest a "
+                "few levels: items, params, options"
+            ) from None
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise InvalidInputError(f"the request body is not valid JSON: {exc}") from None
+    else:
+        raise InvalidInputError(
+            f"content type {content_type!r} is not supported; send application/json or application/msgpack"
+        )
     if not isinstance(data, dict):
-        raise InvalidInputError(f"the request body must be an object (a map), not a {type(data).__name__}")
+        raise InvalidInputError(f"the request body must be an object (a map), not {_kind(data)}")
     return data
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
 
 
 def wants_msgpack(request: Request) -> bool:
@@ -149,67 +281,82 @@ def respond(request: Request, body: Any, *, msgpack: bool | None = None, status:
     """Answer with ``body`` in MessagePack (numpy arrays kept) or JSON."""
     use_msgpack = wants_msgpack(request) if msgpack is None else msgpack
     if use_msgpack:
-        return Response(packb(body), status_code=status, media_type=MSGPACK)
+        try:
+            packed = packb(body)
+        except UnicodeEncodeError:  # a lone surrogate echoed from the request (an item id, say)
+            packed = packb(_escape_surrogates(body))
+        return Response(packed, status_code=status, media_type=MSGPACK)
     return Response(dumps(body), status_code=status, media_type=JSON)
 
 
 def dumps(body: Any) -> bytes:
-    """Compact JSON."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    r"""Compact UTF-8 JSON; lone surrogates (which UTF-8 cannot carry) are written as the text ``\udXXX``."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(_escape_surrogates(body), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def error_response(exc: SieError) -> Response:
-    """The error envelope for ``exc``, with ``X-SIE-Error-Code`` and, where a retry helps, ``Retry-After``."""
-    body = error_body(exc)
-    body["error"]["type"] = "invalid_request_error" if exc.status < 500 else "server_error"  # OpenAI clients
-    headers = {ERROR_CODE_HEADER: exc.code}
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    if isinstance(exc, UnauthorizedError):
-        headers["WWW-Authenticate"] = "Bearer"
-    return Response(dumps(body), status_code=exc.status, media_type=JSON, headers=headers)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-# ---------------------------------------------------------------------- small checks for routes
-def mapping(value: Any, name: str) -> Mapping[str, Any]:
-    """``value`` as a mapping (None is empty)."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(f"{name} must be an object, not a {type(value).__name__}")
+def escape_surrogates(text: str) -> str:
+    r"""``text`` with each lone surrogate replaced by the six characters of its escape, ``\ud800``."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _escape_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_surrogates(value)
+    if isinstance(value, dict):
+        return {_escape_surrogates(k): _escape_surrogates(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape_surrogates(v) for v in value]
     return value
 
 
-def only_keys(value: Mapping[str, Any], allowed: set[str], name: str) -> None:
-    """Reject keys this server does not act on, instead of silently ignoring them."""
-    unknown = sorted(str(k) for k in value if k not in allowed)
-    if unknown:
-        raise InvalidInputError(
-            f"{name} has unsupported field(s) {', '.join(unknown)}; supported: {', '.join(sorted(allowed))}"
-        )
+def error_response(exc: SieError, headers: dict[str, str] | None = None) -> Response:
+    """The error envelope for ``exc``, with ``X-SIE-Error-Code`` and, where a retry helps, ``Retry-After``."""
+    body = error_body(exc)
+    body["error"]["type"] = "invalid_request_error" if exc.status < 500 else "server_error"  # OpenAI clients
+    out = {ERROR_CODE_HEADER: exc.code, **(headers or {})}
+    if exc.retry_after is not None:
+        out["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    if isinstance(exc, UnauthorizedError):
+        out["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, MethodNotAllowedError):
+        out["Allow"] = exc.allow
+    return Response(dumps(body), status_code=exc.status, media_type=JSON, headers=out)
 
 
 # ---------------------------------------------------------------------- running engine calls
-async def run_call(request: Request, model: str, task: str, call: Callable[[], Awaitable[T]]) -> T:
+async def run_call(request: Request, model: str | None, task: str, call: Callable[[], Awaitable[T]]) -> T:
     """Run an engine call for ``model``: wait (bounded) for a cold model, cancel if the client goes away.
 
     Raises:
         ModelLoadingError: The model is still loading after ``load_wait_s``.
         ClientGoneError: The client disconnected; the call was cancelled.
+        ShuttingDownError: The server is stopping and its graceful period is nearly over.
         SieError: Whatever the engine raised.
     """
     state = state_of(request)
 
     async def work() -> T:
-        await _ensure_loaded(state, model, task)
+        if model is not None:
+            await _ensure_loaded(state, model, task)
         return await call()
 
-    return await until_disconnect(request, work())
+    state.in_flight += 1
+    try:
+        return await until_disconnect(request, work())
+    finally:
+        state.in_flight -= 1
 
 
 async def _ensure_loaded(state: HttpState, model: str, task: str) -> None:
     engine = state.engine
-    if engine.config.base_url is not None or not isinstance(model, str) or not model.strip():
+    if engine.config.base_url is not None or not model.strip():
         return  # a remote engine waits on its own server; a bad id fails in the call with a clear message
     try:
         if engine.model_state(model) == "loaded":
@@ -231,29 +378,37 @@ async def _ensure_loaded(state: HttpState, model: str, task: str) -> None:
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work`` unless the client disconnects first; then cancel it and raise :class:`ClientGoneError`."""
+    """Await ``work`` unless the client disconnects or the server gives up on waiting calls first.
+
+    Raises:
+        ClientGoneError: The client disconnected; ``work`` was cancelled.
+        ShuttingDownError: The server's graceful period is nearly over; ``work`` was cancelled.
+    """
+    state = state_of(request)
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(request))
+    aborted = asyncio.ensure_future(state.abort_event().wait())
+    others = (watcher, aborted)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, *others}, return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
-        task.cancel()
-        watcher.cancel()
+        for t in (task, *others):
+            t.cancel()
+        await asyncio.gather(task, *others, return_exceptions=True)
         raise
+    for t in others:
+        t.cancel()
     if task.done():
-        watcher.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
         return task.result()
-    if watcher.exception() is not None:  # pragma: no cover - receive() failed; treat the client as gone
-        logger.debug("receive failed while waiting: %r", watcher.exception())
     task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and getattr(current, "cancelling", lambda: 0)():
-            raise  # this handler itself is being cancelled (server shutdown): let that through
-    except Exception:  # whatever the call ended with goes nowhere: nobody listens any more
-        pass
+    await asyncio.gather(task, *others, return_exceptions=True)  # whatever it ended with goes nowhere
+    if aborted.done() and not aborted.cancelled():
+        raise ShuttingDownError(
+            "the server is shutting down and this call did not finish within its graceful period; retry it "
+            "(on another replica or once the server is back)",
+            retry_after=1.0,
+        )
     raise ClientGoneError()
 
 

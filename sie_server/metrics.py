@@ -66,7 +66,10 @@ class EngineMetrics:
         self.model_memory = Gauge("sie_model_memory_bytes", "Memory of a loaded model's weights", ["model"], registry=r)
         self.models_loaded = Gauge("sie_models_loaded", "Models loaded now", registry=r)
         self.http_requests = Counter(
-            "sie_http_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+            "sie_http_requests",
+            "HTTP requests by route and status (client_closed: the client went away before the answer)",
+            ["route", "status"],
+            registry=r,
         )
 
     # ------------------------------------------------------------------ EngineListener
@@ -115,8 +118,8 @@ class EngineMetrics:
         self.models_loaded.set(len(loaded))
         return generate_latest(self.registry)
 
-    def count_http(self, route: str, status: int) -> None:
-        """Count an HTTP answer."""
+    def count_http(self, route: str, status: int | str) -> None:
+        """Count an HTTP answer (``status`` is the code, or ``client_closed`` when the client went away first)."""
         self.http_requests.labels(route, str(status)).inc()
 
 
@@ -125,6 +128,8 @@ def route_label(path: str) -> str:
     for prefix in ("/v1/encode", "/v1/score", "/v1/extract", "/v1/models", "/v1/embeddings", "/v1/rerank", "/mcp"):
         if path == prefix or path.startswith(prefix + "/"):
             return prefix
-    if path in ("/healthz", "/health", "/readyz", "/metrics"):
+    if path in ("/healthz", "/health", "/readyz", "/metrics", "/v1/status", "/", "/docs", "/openapi.json"):
         return path
+    if path.startswith("/docs/"):
+        return "/docs"
     return "other"

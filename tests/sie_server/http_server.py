@@ -53,13 +53,21 @@ def free_socket() -> socket.socket:
 
 
 @contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a background thread; yields its base URL; stops it afterwards."""
+def serve_in_thread(app: Any, settings: Any = None) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a background thread; yields its base URL; stops it afterwards.
+
+    With ``settings`` (a ServerSettings), uvicorn runs as ``sie-agents serve`` runs it (connection timers).
+    """
     import uvicorn
 
     sock = free_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+    if settings is not None:
+        from sie_server.serve import uvicorn_config
+
+        config = uvicorn_config(app, settings)
+    else:
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -80,13 +88,16 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 class ServeProcess:
     """A `sie-agents serve` subprocess (stderr goes to a file, read for the 'listening on' line)."""
 
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], log: Path, env: dict[str, str] | None = None, python_args: list[str] | None = None
+    ) -> None:
         self.log = log
         self._file = open(log, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
         full_env.pop("SIE_BASE_URL", None)
+        # python_args replaces ``-m sie_core`` (e.g. ``-c <script>`` that patches something, then runs the CLI)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sie_core", "serve", "--port", "0", *args],
+            [sys.executable, *(python_args or ["-m", "sie_core"]), "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=self._file,
             stdin=subprocess.DEVNULL,

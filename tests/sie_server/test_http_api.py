@@ -16,8 +16,8 @@ import pytest
 
 from sie_core import Engine, EngineConfig, ModelSpec
 from sie_core.wire import MSGPACK, packb, unpackb
-from sie_mcp.http_app import create_app
-from sie_mcp.http_common import ServerSettings
+from sie_server.app import create_app
+from sie_server.common import ServerSettings
 
 from .http_server import MINILM, SEED_EXTRACTOR, SEED_RERANKER, TINY_ENCODER, serve_in_thread
 
@@ -198,7 +198,7 @@ def test_queue_full_and_inference_error(tiny_models: dict[str, Path], tmp_path: 
             assert full.headers["Retry-After"] == "1"
 
             engine.load(TINY_ENCODER)
-            adapter = engine._manager._loaded[TINY_ENCODER].adapter  # type: ignore[union-attr]
+            adapter = engine._backend.manager._loaded[TINY_ENCODER].adapter  # type: ignore[union-attr]
             original = adapter.encode
 
             def failing(texts: list[str], prompt: object) -> object:
@@ -429,7 +429,7 @@ def test_client_disconnect_cancels_queued_work(tiny_models: dict[str, Path], tmp
     engine.add_listener(Counter())
     try:
         engine.load(TINY_ENCODER)
-        adapter = engine._manager._loaded[TINY_ENCODER].adapter  # type: ignore[union-attr]
+        adapter = engine._backend.manager._loaded[TINY_ENCODER].adapter  # type: ignore[union-attr]
         original = adapter.encode
 
         def slow(texts: list[str], prompt: object) -> object:
@@ -477,7 +477,7 @@ def test_json_body_errors_name_the_problem(server: str) -> None:
 
 
 def test_mcp_endpoint_behind_the_same_token(api_engine: Engine) -> None:
-    from sie_mcp.serve import mcp_mount
+    from sie_server.serve import mcp_mount
 
     settings = ServerSettings(auth_token="mcp-tok")
     app = create_app(api_engine, settings, mcp=mcp_mount(api_engine, settings))

@@ -215,6 +215,8 @@ def test_sigterm_drains_in_flight_requests(config_file: Path, tmp_path: Path) ->
         proc.stop()
     log = proc.output()
     assert "unloaded sentence-transformers/all-MiniLM-L6-v2" in log
+    for noise in ("Task was destroyed", "different event loop", "Traceback"):
+        assert noise not in log, log
 
 
 # ---------------------------------------------------------------------- MCP: /mcp here, and stdio with --base-url

@@ -1,0 +1,49 @@
+"""Per-request timing that a front end can ask the engine to fill in (queue wait and model time).
+
+A front end (the HTTP server's ``X-Queue-Time`` / ``X-Inference-Time`` headers) sets :data:`current_timing`
+to a fresh :class:`RequestTiming` before an engine call. The engine's call runs in a copy of the caller's
+context, so the backend's request coroutine can read the same object (``current_timing.get()``) and hand it
+to whatever computes the request's items (for example the batch worker, which runs in a context of its own),
+which adds to it. Nothing is recorded while the variable is unset, and a backend that measures nothing leaves
+the fields ``None`` (a front end then reports nothing rather than a guess).
+
+>>> timing = RequestTiming()
+>>> token = current_timing.set(timing)
+>>> current_timing.get().add_queue(0.004); current_timing.get().add_inference(0.012)
+>>> current_timing.reset(token)
+>>> (timing.queue_s, timing.inference_s)
+(0.004, 0.012)
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+__all__ = ["RequestTiming", "current_timing"]
+
+
+@dataclass
+class RequestTiming:
+    """Where one request's time went, in seconds; ``None`` where the backend did not measure it.
+
+    Attributes:
+        queue_s: Time the request's items waited in the model's queue before their first forward pass
+            (the longest wait over its items).
+        inference_s: Time of the forward passes that computed the request's items (summed over batches).
+    """
+
+    queue_s: float | None = None
+    inference_s: float | None = None
+
+    def add_queue(self, seconds: float) -> None:
+        """Note one item's (or batch's) queue wait; the longest counts."""
+        self.queue_s = seconds if self.queue_s is None else max(self.queue_s, seconds)
+
+    def add_inference(self, seconds: float) -> None:
+        """Add the time of one forward pass that computed some of the request's items."""
+        self.inference_s = seconds if self.inference_s is None else self.inference_s + seconds
+
+
+#: The timing of the request being served in this context, if a front end asked for one.
+current_timing: ContextVar[RequestTiming | None] = ContextVar("sie_request_timing", default=None)
