@@ -58,6 +58,9 @@ class EngineConfig:
         onnx_dir: Folder where ``sie-agents export-onnx`` writes ONNX copies and the engine looks for them
             (None = ``~/.cache/sie-agents/onnx``, or under ``$XDG_CACHE_HOME``).
         load_timeout_s: Give up on a load that takes longer (downloads included).
+        load_wait_s: Longest a request waits for its model to be loaded and handed to it (queueing for a
+            free model slot included) before it fails with :class:`~sie_core.ModelLoadingError`; the load
+            goes on in the background. None = wait for the whole load (at most ``load_timeout_s``).
         base_url: Use a remote SIE-compatible server (``sie-agents serve`` or an SIE cluster) instead of
             loading models in this process, e.g. ``http://localhost:8080``. Every call then goes over HTTP.
         api_key: Bearer token sent to ``base_url``.
@@ -88,6 +91,7 @@ class EngineConfig:
     num_threads: int | None = None
     onnx_dir: str | None = None
     load_timeout_s: float = 1800.0
+    load_wait_s: float | None = None
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     remote_timeout_s: float = 300.0
@@ -112,6 +116,7 @@ class EngineConfig:
             "idle_timeout_s": self.idle_timeout_s,
             "num_threads": self.num_threads,
             "load_timeout_s": self.load_timeout_s,
+            "load_wait_s": self.load_wait_s,
             "remote_timeout_s": self.remote_timeout_s,
         }
         for name, value in positive.items():
@@ -138,7 +143,8 @@ class EngineConfig:
         Variables: ``SIE_DEVICE``, ``SIE_DTYPE``, ``SIE_BACKEND``, ``SIE_MAX_LOADED_MODELS``,
         ``SIE_MEMORY_BUDGET_MB``, ``SIE_IDLE_TIMEOUT_S``, ``SIE_MAX_BATCH_SIZE``, ``SIE_MAX_BATCH_TOKENS``,
         ``SIE_MAX_QUEUE_ITEMS``, ``SIE_MAX_ITEMS_PER_CALL``, ``SIE_MAX_TEXT_CHARS``, ``SIE_CACHE_DIR``,
-        ``SIE_OFFLINE``, ``SIE_NUM_THREADS``, ``SIE_ONNX_DIR``, ``SIE_ALLOW_ANY_MODEL``, ``SIE_ENCODE_MODEL``,
+        ``SIE_OFFLINE``, ``SIE_NUM_THREADS``, ``SIE_ONNX_DIR``, ``SIE_ALLOW_ANY_MODEL``, ``SIE_LOAD_TIMEOUT_S``,
+        ``SIE_LOAD_WAIT_S``, ``SIE_ENCODE_MODEL``,
         ``SIE_SCORE_MODEL``, ``SIE_EXTRACT_MODEL``, ``SIE_BASE_URL``, ``SIE_API_KEY``,
         ``SIE_REMOTE_TIMEOUT_S``; ``HF_HUB_OFFLINE=1`` also turns ``offline`` on.
 

@@ -21,13 +21,13 @@ from .adapters import Adapter, EncoderAdapter, ExtractorAdapter, ScorerAdapter
 from .catalog import Catalog
 from .config import EngineConfig
 from .errors import SieError
-from .families import family_of
+from .extraction import ExtractTask, GivenEntity, given_entities, merge_extraction, plan_extraction
+from .families import Family, family_of
 from .models import LoadedModel, ModelManager
 from .requests import EncodeRequest, ExtractRequest, ScoreRequest
-from .results import EncodeResult, Entity, ExtractResult, ModelInfo, ScoreEntry, ScoreResult
+from .results import EncodeResult, ExtractResult, ModelInfo, ScoreEntry, ScoreResult
 from .validation import check_dims
 from .vectors import finish_vectors
-from .windows import Window, merge_entities, plan_windows
 
 __all__ = ["LocalBackend"]
 
@@ -75,7 +75,7 @@ class LocalBackend:
         """Load ``model`` now (and check it can do ``task`` when given)."""
         manager = self.manager
         spec = manager.check_task(model, task) if task else manager.spec_for(model)
-        loaded = await manager.load(spec.id if spec else model, spec)
+        loaded = await manager.load(spec.id if spec else model, spec, task=task)
         if task is not None:
             await manager.release(await manager.acquire(loaded.spec.id, task))
         return manager.info(loaded.spec)
@@ -96,14 +96,14 @@ class LocalBackend:
     # ------------------------------------------------------------------ serving
     async def _serve(self, request: Any, task: str, work: Callable[[LoadedModel], Awaitable[T]]) -> T:
         name: str = request.model
-        spec = self.manager.check_task(name, task)
-        if spec is not None:
-            family_of(spec).check(request, spec.id)
         started = time.perf_counter()
         error: SieError | None = None
         model: LoadedModel | None = None
         items = len(request.items)
         try:
+            spec = self.manager.check_task(name, task)
+            if spec is not None:
+                family_of(spec).check(request, spec.id)
             model = await self.manager.acquire(name, task)
             if spec is None:
                 family_of(model.spec).check(request, model.spec.id)
@@ -172,41 +172,56 @@ class LocalBackend:
         return ScoreResult(model=model_id, scores=entries, query_id=request.query.id)
 
     async def extract(self, request: ExtractRequest) -> list[ExtractResult]:
-        """Entities per text; long texts are windowed and merged off the loop."""
-        texts = request.texts
-        labels = tuple(dict.fromkeys(request.labels))
-        loop = asyncio.get_running_loop()
+        """Entities, relations, classes and fields per text; long texts are windowed and merged off the loop.
 
-        async def work(model: LoadedModel) -> tuple[str, list[list[Window]], list[Any]]:
+        A relation family (GLiREL) is given the entities of ``metadata.entities``, else those its entity
+        model (``options.entity_model`` of its catalog entry, else the family's) finds with the labels.
+        """
+        texts = request.texts
+        loop = asyncio.get_running_loop()
+        spec = self.manager.check_task(str(request.model), "extract")
+        family = family_of(spec) if spec is not None else None
+        if spec is not None and family is not None:
+            family.check(request, spec.id)
+            request = family.prepare(request)
+        given = await self._entities_for(request, spec, family)
+
+        async def work(model: LoadedModel) -> tuple[str, ExtractTask, list[Any], list[Any]]:
             adapter = model.adapter
             assert isinstance(adapter, ExtractorAdapter)
+            task = adapter.prepare(ExtractTask.of(family_of(model.spec).prepare(request)), model.spec.id)
             window = int(adapter.max_length or 384)
             overlap = model.spec.window_overlap or max(8, window // 8)
-            plans, payloads, costs = await loop.run_in_executor(self._post, _plan, adapter, texts, window, overlap)
-            group = ("extract", labels, request.threshold, request.flat_ner, request.multi_label)
-            return model.spec.id, plans, await model.worker.submit(group, payloads, costs)
+            plans, inputs, costs = await loop.run_in_executor(
+                self._post, plan_extraction, adapter, texts, given, window, overlap
+            )
+            return model.spec.id, task, plans, await model.worker.submit(("extract", task), inputs, costs)
 
-        model_id, plans, found = await self._serve(request, "extract", work)
-        return await loop.run_in_executor(self._post, _merge, model_id, request, plans, found)
+        model_id, task, plans, found = await self._serve(request, "extract", work)
+        return await loop.run_in_executor(self._post, merge_extraction, model_id, request, task, plans, found, given)
 
-
-def _plan(
-    adapter: ExtractorAdapter, texts: list[str], window: int, overlap: int
-) -> tuple[list[list[Window]], list[str], list[int]]:
-    plans = [plan_windows(t, adapter.word_spans(t), window, overlap) for t in texts]
-    payloads = [t[w.start : w.end] for t, plan in zip(texts, plans) for w in plan]
-    return plans, payloads, [adapter.cost(p) for p in payloads]
-
-
-def _merge(model_id: str, request: ExtractRequest, plans: list[list[Window]], found: list[Any]) -> list[ExtractResult]:
-    results = []
-    offset = 0
-    for text, item_id, plan in zip(request.texts, request.ids, plans):
-        merged = merge_entities(text, plan, found[offset : offset + len(plan)], flat_ner=request.flat_ner)
-        offset += len(plan)
-        entities = [Entity(**e) for e in merged]
-        results.append(ExtractResult(model=model_id, entities=entities, windows=len(plan), id=item_id))
-    return results
+    async def _entities_for(
+        self, request: ExtractRequest, spec: Any, family: Family | None
+    ) -> list[list[GivenEntity]] | None:
+        """The entities a relation model is given: the items' own, else found by the entity model."""
+        given = given_entities(request.items)
+        if given is not None or family is None or family.entity_model is None:
+            return given
+        entity_model = str(spec.options.get("entity_model") or family.entity_model)
+        found = await self.extract(
+            ExtractRequest.model_construct(
+                model=entity_model,
+                items=request.items,
+                labels=request.labels,
+                relation_labels=None,
+                classes=None,
+                output_schema=None,
+                threshold=request.threshold,
+                flat_ner=True,
+                multi_label=False,
+            )
+        )
+        return [[GivenEntity(e.start, e.end, e.label, e.score) for e in r.entities] for r in found]
 
 
 def _batch_runner(adapter: Adapter) -> Callable[[Hashable, list[Any]], Sequence[Any]]:
@@ -226,10 +241,8 @@ def _batch_runner(adapter: Adapter) -> Callable[[Hashable, list[Any]], Sequence[
         return run_score
     if isinstance(adapter, ExtractorAdapter):
 
-        def run_extract(group: Hashable, texts: list[Any]) -> Sequence[Any]:
-            options: tuple[Any, ...] = group  # type: ignore[assignment]
-            _, labels, threshold, flat_ner, multi_label = options
-            return adapter.extract(texts, list(labels), threshold, flat_ner, multi_label)
+        def run_extract(group: Hashable, inputs: list[Any]) -> Sequence[Any]:
+            return adapter.run(inputs, group[1])  # type: ignore[index]
 
         return run_extract
     raise TypeError(f"no batch function for adapter {type(adapter).__name__}")
