@@ -70,6 +70,7 @@ class ModelSpec:
         aliases: Other names that resolve to this model.
         size_mb: Approximate size of the weights, used to plan memory before the first load.
         window_overlap: Words shared by neighbouring windows when a long text is split (extract).
+        labels: The labels a fixed-label extractor (a spaCy pipeline) produces, shown in listings.
         options: Extra keyword arguments for the adapter's loader.
     """
 
@@ -95,6 +96,7 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     size_mb: float | None = None
     window_overlap: int | None = None
+    labels: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -108,7 +110,7 @@ class ModelSpec:
             from .families import FAMILIES
 
             known = FAMILIES.get(self.family)
-            if known is None or known.task != self.task:
+            if known is None or self.task not in known.tasks:
                 names = ", ".join(f.name for f in FAMILIES.values() if f.task == self.task) or "none"
                 raise InvalidInputError(
                     f"model {self.id!r}: family {self.family!r} does not serve {self.task}; "
@@ -148,7 +150,7 @@ class ModelSpec:
         values["packages"] = tuple(
             p if isinstance(p, PackageSource) else PackageSource(**p) for p in values.get("packages", ())
         )
-        for key in ("aliases", "matryoshka_dims"):
+        for key in ("aliases", "matryoshka_dims", "labels"):
             if key in values:
                 values[key] = tuple(values[key])
         values["options"] = dict(values.get("options") or {})

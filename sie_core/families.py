@@ -31,9 +31,16 @@ class Family:
         task: encode, score or extract.
         description: One line for listings.
         adapters: Backend (torch, onnx) -> ``"module:Class"`` of the adapter that runs it there.
-        outputs: What it produces: dense / sparse / multivector for encoders, score, entities.
+        outputs: What it produces: dense / sparse / multivector for encoders, score, and for extractors
+            entities, relations, classifications and data (schema fields).
         options: The request options it honours; any other option set to a non-default value is refused.
         labels: ``free`` (any labels, zero-shot), ``fixed`` (its own label set) or ``none``.
+        extra_tasks: Tasks it serves besides ``task`` (a late-interaction encoder also scores).
+        needs: Extract options of which a request must give at least one (e.g. GLiNER needs labels).
+        labels_as: For a family that finds no entities: the option that ``labels`` fill when given alone,
+            as SIE's own server reads them (its client sends an NLI model's classes as ``labels``).
+        entity_model: For a relation family: finds the entities first, with the request's ``labels``, unless
+            the items carry them in ``metadata.entities`` (the catalog entry's ``options.entity_model`` wins).
     """
 
     name: str
@@ -43,13 +50,35 @@ class Family:
     outputs: tuple[str, ...]
     options: frozenset[str] = field(default_factory=frozenset)
     labels: Literal["free", "fixed", "none"] = "none"
+    extra_tasks: tuple[str, ...] = ()
+    needs: frozenset[str] = field(default_factory=frozenset)
+    labels_as: str | None = None
+    entity_model: str | None = None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Every task it serves, its main ``task`` first."""
+        return (self.task, *self.extra_tasks)
+
+    def prepare(self, request: Any) -> Any:
+        """The request as this family reads it (``labels`` given alone moved to ``labels_as``)."""
+        if (
+            self.labels_as is not None
+            and isinstance(request, ExtractRequest)
+            and request.labels
+            and getattr(request, self.labels_as) is None
+        ):
+            return request.model_copy(update={self.labels_as: request.labels, "labels": None})
+        return request
 
     def check(self, request: Any, model: str) -> None:
         """Refuse a request this family cannot serve, naming what it can.
 
         Raises:
-            InvalidInputError: An output it does not produce, or an option it does not honour.
+            InvalidInputError: An output it does not produce, an option it does not honour, or none of the
+                inputs it needs.
         """
+        request = self.prepare(request)
         if isinstance(request, EncodeRequest):
             missing = [o for o in request.output_types if o not in self.outputs]
             if missing:
@@ -65,8 +94,27 @@ class Family:
                 honoured = ", ".join(sorted(self.options)) or "none"
                 raise InvalidInputError(
                     f"model {model!r} ({self.name} family) does not support the option {name}; it supports: {honoured}"
+                    + (f" (it finds: {', '.join(self.outputs)})" if self.task == "extract" else "")
                 )
+        if self.needs and not any(getattr(request, name, None) for name in self.needs):
+            if self.needs == {"labels"}:
+                raise InvalidInputError(
+                    "labels are missing; name at least one entity type to extract, e.g. ['person', 'organization'] "
+                    f"(model {model!r} is a {self.name} model)"
+                )
+            wanted = " or ".join(sorted(self.needs))
+            raise InvalidInputError(
+                f"model {model!r} ({self.name} family) needs {wanted}: {_NEEDS_HELP.get(wanted, 'give at least one')}"
+            )
 
+
+_NEEDS_HELP = {
+    "classes": "name the classes to score each text against, e.g. ['invoice', 'complaint', 'spam']",
+    "relation_labels": "name the relation types to find, e.g. ['works for', 'located in']",
+    "classes or labels or output_schema or relation_labels": (
+        "name entity labels, classes, relation_labels, or an output_schema of fields to fill"
+    ),
+}
 
 FAMILIES: dict[str, Family] = {}
 _REQUESTS: dict[str, Any] = {"encode": EncodeRequest, "score": ScoreRequest, "extract": ExtractRequest}
@@ -74,9 +122,10 @@ _REQUESTS: dict[str, Any] = {"encode": EncodeRequest, "score": ScoreRequest, "ex
 
 def register(family: Family) -> Family:
     """Add a family (the first one registered for a task is that task's default)."""
-    if family.task not in TASKS:
-        raise ValueError(f"family {family.name!r}: task {family.task!r} is not one of {', '.join(TASKS)}")
-    unknown = family.options - set(OPTION_NAMES[_REQUESTS[family.task]])
+    for task in family.tasks:
+        if task not in TASKS:
+            raise ValueError(f"family {family.name!r}: task {task!r} is not one of {', '.join(TASKS)}")
+    unknown = family.options - {name for task in family.tasks for name in OPTION_NAMES[_REQUESTS[task]]}
     if unknown:
         raise ValueError(f"family {family.name!r}: options {sorted(unknown)} are not {family.task} options")
     FAMILIES[family.name] = family
@@ -105,7 +154,7 @@ def family_of(spec: Any) -> Family:
     if name is None:
         return default_family(spec.task)
     family = FAMILIES.get(name)
-    if family is None or family.task != spec.task:
+    if family is None or spec.task not in family.tasks:
         known = ", ".join(f.name for f in families_for(spec.task)) or "none"
         raise ModelLoadError(
             f"model {spec.id!r}: family {name!r} does not serve {spec.task}; {spec.task} families: {known}"
@@ -161,5 +210,93 @@ register(
         outputs=("entities",),
         options=frozenset({"labels", "threshold", "flat_ner", "multi_label"}),
         labels="free",
+        needs=frozenset({"labels"}),
+    )
+)
+register(
+    Family(
+        name="spacy",
+        task="extract",
+        description="spaCy NER pipeline (fixed labels; plain words like person or date are mapped to them)",
+        adapters={"torch": "sie_core.adapters.spacy:SpacyExtractor"},
+        outputs=("entities",),
+        options=frozenset({"labels", "threshold"}),
+        labels="fixed",
+    )
+)
+register(
+    Family(
+        name="nli",
+        task="extract",
+        description="zero-shot text classification with an NLI model (transformers' zero-shot-classification)",
+        adapters={"torch": "sie_core.adapters.nli:NliClassifier"},
+        outputs=("classifications",),
+        options=frozenset({"classes", "multi_label"}),
+        needs=frozenset({"classes"}),
+        labels_as="classes",
+    )
+)
+register(
+    Family(
+        name="gliclass",
+        task="extract",
+        description="GLiClass zero-shot text classification (any classes, single or multi-label)",
+        adapters={"torch": "sie_core.adapters.gliclass:GliClassClassifier"},
+        outputs=("classifications",),
+        options=frozenset({"classes", "multi_label"}),
+        needs=frozenset({"classes"}),
+        labels_as="classes",
+    )
+)
+register(
+    Family(
+        name="glirel",
+        task="extract",
+        description="GLiREL zero-shot relation extraction between entities (found with the labels, or given)",
+        adapters={"torch": "sie_core.adapters.glirel:GlirelExtractor"},
+        outputs=("relations", "entities"),
+        options=frozenset({"labels", "relation_labels", "threshold"}),
+        labels="free",
+        needs=frozenset({"relation_labels"}),
+        entity_model="en_core_web_sm",
+    )
+)
+register(
+    Family(
+        name="gliner2",
+        task="extract",
+        description="GLiNER2: entities, classification, relations and schema fields in one model",
+        adapters={"torch": "sie_core.adapters.gliner2:Gliner2Extractor"},
+        outputs=("entities", "classifications", "relations", "data"),
+        options=frozenset({"labels", "relation_labels", "classes", "output_schema", "threshold", "multi_label"}),
+        labels="free",
+        needs=frozenset({"labels", "relation_labels", "classes", "output_schema"}),
+    )
+)
+register(
+    Family(
+        name="splade",
+        task="encode",
+        description="learned sparse encoder (SPLADE: masked-LM head, log1p(relu(logits)), max over tokens)",
+        adapters={
+            "torch": "sie_core.adapters.splade:SpladeEncoder",
+            "onnx": "sie_core.adapters.onnx_splade:OnnxSpladeEncoder",
+        },
+        outputs=("sparse",),
+        options=frozenset({"instruction", "is_query"}),
+    )
+)
+register(
+    Family(
+        name="colbert",
+        task="encode",
+        description="late-interaction encoder (ColBERT: one vector per token; scores by MaxSim)",
+        adapters={
+            "torch": "sie_core.adapters.colbert:ColbertEncoder",
+            "onnx": "sie_core.adapters.onnx_colbert:OnnxColbertEncoder",
+        },
+        outputs=("multivector",),
+        options=frozenset({"instruction", "is_query", "output_dtype", "top_k"}),
+        extra_tasks=("score",),
     )
 )

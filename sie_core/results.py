@@ -7,7 +7,7 @@ SIE's client keeps working, read-only mapping access with the same keys (``resul
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +15,13 @@ import numpy as np
 
 __all__ = [
     "EncodeResult",
+    "SparseVector",
+    "Vocabulary",
     "Entity",
+    "Classification",
     "ExtractResult",
     "ModelInfo",
+    "Relation",
     "ScoreEntry",
     "ScoreResult",
 ]
@@ -54,6 +58,8 @@ class _MappingAccess:
             value = getattr(self, name)
             if isinstance(value, list):
                 value = [v.to_dict() if isinstance(v, _MappingAccess) else v for v in value]
+            elif isinstance(value, _MappingAccess):
+                value = value.to_dict()
             out[name] = value
         return out
 
@@ -62,27 +68,110 @@ class _MappingAccess:
         return tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
 
 
+class Vocabulary:
+    """A model's token strings by id, shared by every sparse vector the model makes (never copied per result).
+
+    Args:
+        tokens: Token string per id (index ``i`` is the token of term ``i``).
+    """
+
+    __slots__ = ("_tokens",)
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self._tokens = tuple(tokens)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def token(self, index: int) -> str:
+        """The token of one term index (``#<index>`` when the index is outside the vocabulary)."""
+        return self._tokens[index] if 0 <= index < len(self._tokens) else f"#{index}"
+
+
+@dataclass(frozen=True, eq=False)
+class SparseVector(_MappingAccess):
+    """A sparse vector (learned term weights, e.g. SPLADE), non-zero terms only; shaped like SIE's ``SparseResult``.
+
+    Mapping access gives SIE's keys, ``v["indices"]`` and ``v["values"]``. The dense form is never built;
+    :meth:`terms` gives ``(token, weight)`` pairs for display, :meth:`tokens` the token of each index.
+
+    Attributes:
+        indices: Term ids (vocabulary indices), int32, strictly ascending.
+        values: The weight of each term, float32, all non-zero.
+        dims: The size of the vocabulary (the dense length), 0 when unknown.
+        vocabulary: The model's tokens, to turn indices back into text; None when unknown (remote results).
+    """
+
+    indices: np.ndarray
+    values: np.ndarray
+    dims: int = 0
+    vocabulary: Vocabulary | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def _field_names(cls) -> tuple[str, ...]:
+        return ("indices", "values")
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def tokens(self) -> list[str]:
+        """The token of each index, in index order (``#<index>`` where the vocabulary is not known)."""
+        vocab = self.vocabulary
+        return [vocab.token(int(i)) if vocab is not None else f"#{int(i)}" for i in self.indices]
+
+    def terms(self, top_k: int | None = None) -> list[tuple[str, float]]:
+        """``(token, weight)`` pairs, heaviest first (ties by index), cut to ``top_k`` when given."""
+        order = sorted(range(len(self)), key=lambda i: (-float(self.values[i]), int(self.indices[i])))[:top_k]
+        vocab = self.vocabulary
+        return [
+            (
+                vocab.token(int(self.indices[i])) if vocab is not None else f"#{int(self.indices[i])}",
+                float(self.values[i]),
+            )
+            for i in order
+        ]
+
+    def dot(self, other: SparseVector) -> float:
+        """The dot product with another sparse vector (the usual SPLADE relevance score)."""
+        common, mine, theirs = np.intersect1d(self.indices, other.indices, assume_unique=True, return_indices=True)
+        if not len(common):
+            return 0.0
+        return float(np.dot(self.values[mine].astype(np.float64), other.values[theirs].astype(np.float64)))
+
+
 @dataclass(frozen=True, eq=False)
 class EncodeResult(_MappingAccess):
-    """One encoded item.
+    """One encoded item: the outputs that were asked for (``output_types``); the others are None.
 
     Attributes:
         model: The model id that produced the vector.
-        dense: The vector: float32/float16/int8 of length ``dims``, or packed bits (uint8) for ``binary``.
-        dims: Number of dimensions of the vector (before bit packing).
-        dtype: The output dtype requested (float32, float16, int8 or binary).
+        dense: The dense vector: float32/float16/int8 of length ``dims``, or packed bits (uint8) for ``binary``;
+            None when ``dense`` was not asked for.
+        dims: Number of dimensions of the dense vector (before bit packing); 0 when there is none.
+        dtype: The output dtype requested (float32, float16, int8 or binary) for dense and multivector.
         truncated: True when the input was longer than the model's window and was cut.
         tokens: Number of tokens the input had (including special tokens), before any truncation.
         id: The caller's item id, when one was given.
+        sparse: Term weights (non-zero terms only), when ``sparse`` was asked for.
+        multivector: One L2-normalised row per kept token, float32 or float16 ``[tokens, token_dims]``, when
+            ``multivector`` was asked for (late interaction, ColBERT-style).
     """
 
     model: str
-    dense: np.ndarray
-    dims: int
+    dense: np.ndarray | None = None
+    dims: int = 0
     dtype: str = "float32"
     truncated: bool = False
     tokens: int = 0
     id: str | None = None
+    sparse: SparseVector | None = None
+    multivector: np.ndarray | None = None
+
+    def dense_vector(self) -> np.ndarray:
+        """The dense vector, for callers that asked for it (raises ``ValueError`` when it was not asked for)."""
+        if self.dense is None:
+            raise ValueError(f"this result of {self.model!r} has no dense vector: ask for output_types=['dense']")
+        return self.dense
 
 
 @dataclass(frozen=True)
@@ -139,18 +228,66 @@ class Entity(_MappingAccess):
 
 
 @dataclass(frozen=True)
+class Relation(_MappingAccess):
+    """One relation between two entities of a text, shaped like SIE's ``Relation`` plus the entities' spans.
+
+    Attributes:
+        head: The head entity's text.
+        tail: The tail entity's text.
+        relation: The relation label, as requested.
+        score: The model's confidence, 0..1.
+        head_label: The head entity's label.
+        head_start: Character offset of the head entity in the original input.
+        head_end: Offset one past the head entity's end.
+        tail_label: The tail entity's label.
+        tail_start: Character offset of the tail entity in the original input.
+        tail_end: Offset one past the tail entity's end.
+    """
+
+    head: str
+    tail: str
+    relation: str
+    score: float
+    head_label: str = ""
+    head_start: int = -1
+    head_end: int = -1
+    tail_label: str = ""
+    tail_start: int = -1
+    tail_end: int = -1
+
+
+@dataclass(frozen=True)
+class Classification(_MappingAccess):
+    """One class a text was scored for (SIE's ``Classification``).
+
+    Attributes:
+        label: The class, as requested.
+        score: The model's score for it, 0..1.
+    """
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
 class ExtractResult(_MappingAccess):
-    """Entities found in one item.
+    """What was found in one item.
 
     Attributes:
         model: The model id that extracted.
         entities: Entities ordered by start offset.
+        relations: Relations between entities, best score first.
+        classifications: Classes with their scores, best first.
+        data: The requested schema's fields, by name (structured extraction); empty otherwise.
         windows: How many model windows the text needed (more than 1 for long texts).
         id: The caller's item id, when one was given.
     """
 
     model: str
     entities: list[Entity]
+    relations: list[Relation] = field(default_factory=list)
+    classifications: list[Classification] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
     windows: int = 1
     id: str | None = None
 

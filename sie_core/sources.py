@@ -358,6 +358,9 @@ def _source_in_folder(folder: Path, backend: str, spec: ModelSpec, origin: str) 
         return ModelSource(folder, "onnx", origin, onnx_file)
     if _has_torch_weights(folder):
         return ModelSource(folder, "torch", origin)
+    if (folder / "config.cfg").is_file() and (folder / "meta.json").is_file():
+        # A spaCy pipeline (its weights are thinc binaries, not torch files); runs in the torch slot on CPU.
+        return ModelSource(folder, "torch", origin)
     return None
 
 

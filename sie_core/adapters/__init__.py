@@ -28,6 +28,11 @@ _INSTALL_HINTS = {
     "transformers": "pip install 'sie-agents[torch]'",
     "torch": "pip install 'sie-agents[torch]'",
     "gliner": "pip install 'sie-agents[gliner]'",
+    "spacy": "pip install 'sie-agents[spacy]'",
+    "gliclass": "pip install 'sie-agents[gliclass]'",
+    "glirel": "pip install 'sie-agents[glirel]'",
+    "loguru": "pip install 'sie-agents[glirel]'",
+    "gliner2": "pip install 'sie-agents[gliner2]'",
     "onnxruntime": "pip install 'sie-agents[onnx]'",
     "tokenizers": "pip install 'sie-agents[onnx]'",
 }

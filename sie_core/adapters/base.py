@@ -149,7 +149,12 @@ class ScorerAdapter(Adapter):
 
 
 class ExtractorAdapter(Adapter):
-    """A zero-shot span extractor (GLiNER-style)."""
+    """An extraction model: entities (GLiNER-style spans), relations, classes and/or schema fields.
+
+    The engine cuts long texts into windows of at most ``max_length`` of the model's words
+    (:meth:`word_spans`); :meth:`run` gets one input per window. Span extractors implement :meth:`extract`
+    (the default :meth:`run` calls it); other families override :meth:`run`.
+    """
 
     task = "extract"
 
@@ -157,8 +162,29 @@ class ExtractorAdapter(Adapter):
     def word_spans(self, text: str) -> list[tuple[int, int]]:
         """Character (start, end) of each word, as the model splits words (its window unit)."""
 
-    @abstractmethod
+    def prepare(self, task: Any, model_id: str) -> Any:
+        """Check (and, for fixed-label models, map) a request's task before it is queued (loop thread, cheap).
+
+        Raises:
+            InvalidInputError: Something this model cannot do, naming what it can.
+        """
+        return task
+
     def extract(
         self, texts: list[str], labels: list[str], threshold: float, flat_ner: bool, multi_label: bool
     ) -> list[list[dict[str, Any]]]:
         """Entities per text as dicts with start, end (character offsets), label and score."""
+        raise NotImplementedError(f"{type(self).__name__} finds no entity spans; it implements run()")
+
+    def run(self, inputs: list[Any], task: Any) -> list[dict[str, Any]]:
+        """Run one batch of windows (:class:`~sie_core.extraction.ExtractInput`) for one task.
+
+        Returns:
+            Per input a dict with any of ``entities`` (start, end, label, score), ``relations`` (head_start,
+            head_end, head_label, tail_start, tail_end, tail_label, relation, score), ``classifications``
+            (label, score) and ``data`` (field -> (value, confidence)); offsets relative to the window.
+        """
+        found = self.extract(
+            [i.text for i in inputs], list(task.labels), task.threshold, task.flat_ner, task.multi_label
+        )
+        return [{"entities": entities} for entities in found]

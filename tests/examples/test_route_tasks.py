@@ -27,6 +27,16 @@ def test_all_three_tasks_route_through_one_engine(tiny_models):
     assert out.strip().endswith("3 of 3 tasks ran")
 
 
+def test_the_extract_task_runs_offline_on_the_packaged_spacy_pipeline(tiny_models):
+    proc = run({"SIE_SCORE_MODEL": str(tiny_models["cross_encoder"])})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "extract   [en_core_web_sm]" in out and "no model available" not in proc.stderr
+    # real weights: spaCy's small English pipeline finds the invoice's date
+    assert "date            '30 June' (1.00)" in out
+    assert out.strip().endswith("3 of 3 tasks ran")
+
+
 def test_tasks_without_weights_are_named_clearly():
     proc = run({"SIE_EXTRACT_MODEL": "urchade/gliner_multi-v2.1"})
     assert proc.returncode == 0, proc.stderr
