@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import reprlib
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar, overload
@@ -171,7 +172,7 @@ class Engine:
         if model is None:
             return self.default_model(task)
         if not isinstance(model, str) or not model.strip():
-            raise InvalidInputError(f"model must be a non-empty model id string, got {model!r}")
+            raise InvalidInputError(f"model must be a non-empty model id string, got {reprlib.repr(model)}")
         return model.strip()
 
     def list_models(self, task: str | None = None) -> list[ModelInfo]:
@@ -342,18 +343,19 @@ class Engine:
     def extract(
         self, model: str | None, items: ItemLike | Sequence[ItemLike], **options: Unpack[ExtractKwargs]
     ) -> ExtractResult | list[ExtractResult]:
-        """Find spans of the given labels (zero-shot, GLiNER-style).
+        """Find entities, relations, classes and schema fields, as the model's family can.
 
-        Texts longer than the model's window are split into overlapping windows and the entities merged,
-        so nothing is silently cut; offsets always point into the original text.
+        Texts longer than the model's window are split into overlapping windows and the findings merged
+        (see :mod:`sie_core.extraction`), so nothing is silently cut; offsets always point into the original text.
 
         Args:
             model: Model id (None = the configured default extractor).
             items: One text or Item, or a list of them.
-            **options: ``labels`` (required: entity types, e.g. ``["person", "organization"]``),
-                ``threshold`` (minimum confidence 0..1, default 0.5), ``flat_ner`` (no overlapping entities,
-                default True), ``multi_label`` (one span may carry several labels), as described in
-                :class:`sie_core.requests.ExtractRequest`.
+            **options: ``labels`` (entity types, e.g. ``["person", "organization"]``), ``relation_labels``,
+                ``classes``, ``output_schema`` (which ones a model takes and needs is its family's; the others
+                are refused by name), ``threshold`` (minimum confidence 0..1, default 0.5), ``flat_ner`` (no
+                overlapping entities, default True), ``multi_label`` (one span may carry several labels, a
+                text several classes), as described in :class:`sie_core.requests.ExtractRequest`.
 
         Returns:
             One :class:`ExtractResult` for one item, else a list in input order.

@@ -32,11 +32,11 @@ def check_limits(request: Any, config: EngineConfig) -> None:
     if isinstance(request, EncodeRequest) and request.instruction is not None:
         _check_encodable(request.instruction, "instruction")
     if isinstance(request, ExtractRequest):
-        if len(request.labels) > config.max_labels:
-            raise InvalidInputError(
-                f"{len(request.labels)} labels given; at most {config.max_labels} are allowed per call"
-            )
-        for i, label in enumerate(request.labels):
-            if not label.strip():
-                raise InvalidInputError(f"labels[{i}] is {label!r}; every label must be a non-empty string")
-            _check_encodable(label, f"labels[{i}]")
+        for name in ("labels", "relation_labels", "classes"):
+            values = getattr(request, name) or []
+            if len(values) > config.max_labels:
+                raise InvalidInputError(f"{len(values)} {name} given; at most {config.max_labels} are allowed per call")
+            for i, label in enumerate(values):
+                if not label.strip():
+                    raise InvalidInputError(f"{name}[{i}] is {label!r}; every label must be a non-empty string")
+                _check_encodable(label, f"{name}[{i}]")

@@ -137,42 +137,43 @@ def export_onnx(
     work = target.parent / f".{target.name}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    try:
-        say(f"[1/4] loading {spec.id} ({task}) with torch from {source.origin}")
-        exporter = _load_torch(spec, source, task)
-        say(f"[2/4] exporting the fp32 graph (opset {opset}) to {FP32_FILE}")
-        exporter.export(work / FP32_FILE, opset)
-        exporter.save_metadata(work)
-        files = {"float32": FP32_FILE}
-        _write_manifest(work, spec, source, task, exporter.metadata(), files, FP32_FILE, {})
-        diff = exporter.check_fp32(work, config)
-        say(f"[3/4] fp32 graph vs torch on {len(_CHECK_TEXTS)} check texts: max abs difference {diff:.2e}")
-        if not diff <= MAX_FP32_DIFF:
-            raise ModelLoadError(
-                f"the ONNX export of {spec.id!r} differs from torch by {diff:.2e} (more than {MAX_FP32_DIFF:g}); "
-                "it was not kept. Use the torch backend for this model"
-            )
-        agreement: float | None = None
-        chosen = FP32_FILE
-        checks: dict[str, float] = {"fp32_max_abs_diff": diff}
-        if quantize == "int8":
-            say(f"[4/4] quantizing to int8 (dynamic, per-channel QInt8 weights) to {INT8_FILE}")
-            _quantize(work / FP32_FILE, work / INT8_FILE)
-            files["int8"] = INT8_FILE
-            chosen = INT8_FILE
-            agreement = exporter.check_int8(work, config)
-            label = "lowest cosine to fp32" if task == "encode" else "largest logit difference to fp32"
-            checks["int8_min_cosine" if task == "encode" else "int8_max_logit_diff"] = agreement
-            say(f"      int8 graph: {label} on the check texts {agreement:.4f}")
-        else:
-            say("[4/4] no quantization asked for (add --quantize int8 for the fastest CPU graph)")
-        _write_manifest(work, spec, source, task, exporter.metadata(), files, chosen, checks)
-        if target.exists():
-            shutil.rmtree(target)
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    with _subnormals_kept():
+        try:
+            say(f"[1/4] loading {spec.id} ({task}) with torch from {source.origin}")
+            exporter = _load_torch(spec, source, task)
+            say(f"[2/4] exporting the fp32 graph (opset {opset}) to {FP32_FILE}")
+            exporter.export(work / FP32_FILE, opset)
+            exporter.save_metadata(work)
+            files = {"float32": FP32_FILE}
+            _write_manifest(work, spec, source, task, exporter.metadata(), files, FP32_FILE, {})
+            diff = exporter.check_fp32(work, config)
+            say(f"[3/4] fp32 graph vs torch on {len(_CHECK_TEXTS)} check texts: max abs difference {diff:.2e}")
+            if not diff <= MAX_FP32_DIFF:
+                raise ModelLoadError(
+                    f"the ONNX export of {spec.id!r} differs from torch by {diff:.2e} (more than {MAX_FP32_DIFF:g}); "
+                    "it was not kept. Use the torch backend for this model"
+                )
+            agreement: float | None = None
+            chosen = FP32_FILE
+            checks: dict[str, float] = {"fp32_max_abs_diff": diff}
+            if quantize == "int8":
+                say(f"[4/4] quantizing to int8 (dynamic, per-channel QInt8 weights) to {INT8_FILE}")
+                _quantize(work / FP32_FILE, work / INT8_FILE)
+                files["int8"] = INT8_FILE
+                chosen = INT8_FILE
+                agreement = exporter.check_int8(work, config)
+                label = "lowest cosine to fp32" if task == "encode" else "largest logit difference to fp32"
+                checks["int8_min_cosine" if task == "encode" else "int8_max_logit_diff"] = agreement
+                say(f"      int8 graph: {label} on the check texts {agreement:.4f}")
+            else:
+                say("[4/4] no quantization asked for (add --quantize int8 for the fastest CPU graph)")
+            _write_manifest(work, spec, source, task, exporter.metadata(), files, chosen, checks)
+            if target.exists():
+                shutil.rmtree(target)
+            work.rename(target)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
     seconds = time.perf_counter() - started
     say(f"done in {seconds:.1f} s: {target} (the engine uses {chosen} with the ONNX backend)")
     return ExportResult(
@@ -247,6 +248,29 @@ def _write_manifest(
         },
     }
     (folder / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _flushes_subnormals() -> bool:
+    """Whether this thread's floating-point mode flushes subnormal numbers to zero (FTZ/DAZ)."""
+    tiny = 2.0**-1060
+    return tiny / 16.0 == 0.0
+
+
+@contextmanager
+def _subnormals_kept() -> Iterator[None]:
+    """Leave the caller's thread with the floating-point mode it had.
+
+    Tracing a transformers model for export turns on flush-to-zero in the calling thread (seen with torch
+    2.13), which then silently changes every later float computation of the process (numpy, hypothesis).
+    """
+    before = _flushes_subnormals()
+    try:
+        yield
+    finally:
+        if not before and _flushes_subnormals():
+            import torch
+
+            torch.set_flush_denormal(False)
 
 
 @contextmanager

@@ -119,3 +119,67 @@ def test_wire_bodies_describe_every_option_as_the_request_does():
             request = EncodeRequest if body is EmbeddingsBody else ScoreRequest
             assert option_schema(body, field) == option_schema(request, option), (body.__name__, field)
     assert RerankBody.model_fields["top_n"].description == ScoreRequest.model_fields["top_k"].description
+
+
+def _resolve(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """Inline ``$ref``s into components (the OpenAPI document keeps each model once)."""
+    if "$ref" in schema:
+        return _resolve(components[schema["$ref"].rsplit("/", 1)[-1]], components)
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if isinstance(value, dict):
+            out[key] = _resolve(value, components)
+        elif isinstance(value, list):
+            out[key] = [_resolve(v, components) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A field's own JSON schema with its local ``$defs`` inlined, titles and defaults dropped."""
+    defs = schema.pop("$defs", {})
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "$ref" in value:
+                return walk(defs[value["$ref"].rsplit("/", 1)[-1]])
+            return {k: walk(v) for k, v in value.items() if k not in ("title", "default")}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(schema)
+
+
+def test_openapi_document_describes_every_option_as_the_wire_bodies_do():
+    """/openapi.json is built from the wire bodies: each option there has the body field's type, bounds and text."""
+    from sie_core.requests import (
+        EncodeBody,
+        EncodeOptions,
+        EncodeParams,
+        ExtractBody,
+        ExtractOptions,
+        ExtractParams,
+        ScoreBody,
+    )
+    from sie_server.openapi import build_openapi
+
+    components = build_openapi()["components"]["schemas"]
+    homes = {
+        EncodeRequest: [EncodeParams, EncodeOptions, EncodeBody],
+        ScoreRequest: [ScoreBody],
+        ExtractRequest: [ExtractParams, ExtractOptions, ExtractBody],
+    }
+    checked = 0
+    for request, models in homes.items():
+        for name in OPTION_NAMES[request]:
+            documented = [m for m in models if name in components.get(m.__name__, {}).get("properties", {})]
+            assert documented, f"/openapi.json does not describe {request.__name__}.{name}"
+            for model in documented:
+                ours = _inline(_resolve(components[model.__name__]["properties"][name], components))
+                theirs = _inline(option_schema(model, name))
+                assert ours == theirs, (model.__name__, name)
+                assert ours.get("description") == request.model_fields[name].description, (model.__name__, name)
+                checked += 1
+    assert checked >= sum(len(OPTION_NAMES[r]) for r in homes)

@@ -102,7 +102,11 @@ CASES = [
         InvalidInputError,
         r"output_dtype 'int4' is not supported; use one of float32, float16, int8, binary",
     ),
-    (lambda e: e.encode("tiny-encoder", "x", dims=0), InvalidInputError, r"dims must be a positive integer up to 65,536, got 0"),
+    (
+        lambda e: e.encode("tiny-encoder", "x", dims=0),
+        InvalidInputError,
+        r"dims must be a positive integer up to 65,536, got 0",
+    ),
     (
         lambda e: e.encode("tiny-encoder", "x", dims=64),
         InvalidInputError,

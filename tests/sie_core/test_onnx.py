@@ -437,3 +437,8 @@ def test_onnx_download_fetches_one_graph_and_no_torch_weights(monkeypatch, tmp_p
     assert "onnx/model.onnx" not in asked["allow_patterns"]
     sources.download("org/model", backend="torch")
     assert asked["allow_patterns"] is None and "*.onnx" in asked["ignore_patterns"]
+
+
+def test_export_leaves_the_callers_floating_point_mode_alone(onnx_dir):
+    """Tracing for export turned on flush-to-zero in the calling thread; export_onnx restores the mode."""
+    assert 2.0**-1060 / 16.0 != 0.0

@@ -42,7 +42,11 @@ async def test_tools_schemas_annotations_and_descriptions(server: Any) -> None:
             assert "model" not in tool["inputSchema"].get("required", []), name
     assert tools["encode"]["inputSchema"]["required"] == ["texts"]
     assert set(tools["rerank"]["inputSchema"]["required"]) == {"query", "documents"}
-    assert tools["extract"]["inputSchema"]["required"] == ["labels"]
+    # what an extractor needs (labels, classes, relation_labels, output_schema) is its family's: none is required
+    assert tools["extract"]["inputSchema"].get("required", []) == []
+    assert {"labels", "relation_labels", "classes", "output_schema"} <= set(
+        tools["extract"]["inputSchema"]["properties"]
+    )
     assert set(tools["encode"]["outputSchema"]["properties"]) >= {"model", "dims", "vectors", "count"}
     ranked = tools["rerank"]["outputSchema"]
     assert "results" in ranked["properties"]

@@ -1,0 +1,45 @@
+"""Over MCP stdio: a 199,000-character extract does not hold up list_models or another model's encode."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import model_flags, server_env, sie_agents_command, stdio_session
+
+pytestmark = pytest.mark.slow
+
+BIG_TEXT = ("lorem ipsum dolor sit amet " * 8000)[:199000]
+
+
+async def test_big_extract_over_stdio_leaves_other_calls_fast(tiny_models: dict[str, Path]) -> None:
+    flags = [*model_flags(tiny_models), "--preload", "tiny-gliner", "--preload", "tiny-encoder"]
+    async with stdio_session(sie_agents_command(), ["mcp", *flags], server_env()) as client:
+        # Warm both models (and the session) first, so only the big call can slow anything down.
+        assert (await client.call("encode", {"texts": ["warm"], "model": "tiny-encoder"}))["isError"] is False
+        warm = await client.call("extract", {"text": "Alice", "labels": ["person"], "model": "tiny-gliner"})
+        assert warm["isError"] is False
+        assert (await client.call("list_models", {}))["isError"] is False
+        big = asyncio.ensure_future(
+            client.call("extract", {"text": BIG_TEXT, "labels": ["person", "organization"], "threshold": 0.0})
+        )
+        await asyncio.sleep(0.8)
+        lists, encodes = [], []
+        while not big.done() and len(lists) < 8:
+            started = time.perf_counter()
+            listed = await client.call("list_models", {})
+            lists.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            encoded = await client.call("encode", {"texts": ["one short sentence"], "model": "tiny-encoder"})
+            encodes.append(time.perf_counter() - started)
+            assert listed["isError"] is False and encoded["isError"] is False
+            await asyncio.sleep(0.2)
+        result = await big
+    print("list_models", [round(x * 1000) for x in lists], "encode", [round(x * 1000) for x in encodes])
+    assert lists, "the big extract finished before anything could be measured"
+    assert result["isError"] is False and result["structuredContent"]["results"][0]["entities"]
+    assert max(lists) < 0.1, f"list_models took up to {max(lists) * 1000:.0f} ms over stdio during the big extract"
+    assert max(encodes) < 1.0, f"encode took up to {max(encodes):.2f} s over stdio during the big extract"
