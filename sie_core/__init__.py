@@ -23,7 +23,16 @@ from .errors import (
     UnknownModelError,
     WrongTaskError,
 )
-from .results import EncodeResult, Entity, ExtractResult, ModelInfo, ScoreEntry, ScoreResult
+from .results import (
+    Classification,
+    EncodeResult,
+    Entity,
+    ExtractResult,
+    ModelInfo,
+    Relation,
+    ScoreEntry,
+    ScoreResult,
+)
 from .types import TASKS, Item, ItemLike, OutputDtype, Task
 
 __version__ = "0.1.0"
@@ -32,6 +41,7 @@ __all__ = [
     "DEFAULT_MODELS",
     "TASKS",
     "Catalog",
+    "Classification",
     "EncodeResult",
     "Engine",
     "EngineClosedError",
@@ -50,6 +60,7 @@ __all__ = [
     "OutputDtype",
     "OverloadedError",
     "PackageSource",
+    "Relation",
     "RemoteError",
     "RemoteUnavailableError",
     "ScoreEntry",

@@ -13,12 +13,13 @@ a model's dimensions) are checked by the engine when it receives a request.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
-from typing_extensions import Required, TypedDict
+from typing_extensions import TypedDict
 
 from .errors import InvalidInputError
 
@@ -166,20 +167,117 @@ TopK = Annotated[
     int | None,
     Field(ge=1, le=100000, description="Return only the top_k most relevant items; omit for all."),
 ]
+_Label = Annotated[str, Field(min_length=1, max_length=200)]
 Labels = Annotated[
-    list[Annotated[str, Field(min_length=1, max_length=200)]],
+    Annotated[list[_Label], Field(min_length=1)] | None,
     BeforeValidator(lambda v: [v] if isinstance(v, str) else _listed(v)),
-    Field(
-        min_length=1,
-        description="Entity types to find, in plain words, e.g. ['person', 'organization', 'date'].",
-    ),
+    Field(description="Entity types to find, in plain words, e.g. ['person', 'organization', 'date']."),
 ]
 Threshold = Annotated[
     float,
     Field(ge=0.0, le=1.0, allow_inf_nan=False, description="Minimum confidence from 0 to 1; lower finds more."),
 ]
 FlatNer = Annotated[bool, Field(description="No overlapping entities (true) or allow nested ones (false).")]
-MultiLabel = Annotated[bool, Field(description="Allow one span to carry several labels.")]
+MultiLabel = Annotated[
+    bool,
+    Field(description="Allow one span to carry several labels, and one text several classes (independent scores)."),
+]
+RelationLabels = Annotated[
+    Annotated[list[_Label], Field(min_length=1, max_length=100)] | None,
+    BeforeValidator(lambda v: [v] if isinstance(v, str) else _listed(v)),
+    Field(
+        description="Relation types to find between the entities, in plain words, e.g. ['works for', 'located in'].",
+    ),
+]
+Classes = Annotated[
+    Annotated[list[_Label], Field(min_length=1, max_length=100)] | None,
+    BeforeValidator(lambda v: [v] if isinstance(v, str) else _listed(v)),
+    Field(
+        description="Classes to sort each text into (zero-shot), e.g. ['invoice', 'complaint', 'spam']; "
+        "each class is scored, best first.",
+    ),
+]
+_FIELD_TYPES = ("string", "number", "integer", "boolean", "array")
+_FIELD_KEYS = frozenset({"type", "description", "enum", "items", "title"})
+_SCHEMA_KEYS = frozenset({"type", "properties", "required", "additionalProperties", "description", "title"})
+
+
+def _output_schema(value: Any) -> Any:
+    """Check an output schema's shape: an object with named fields, each with a type and a description."""
+    if value is None or not isinstance(value, Mapping):
+        return value
+    unknown = sorted(set(value) - _SCHEMA_KEYS)
+    if unknown:
+        raise PydanticCustomError(
+            "sie",
+            "output_schema has unknown key(s) {keys}; allowed: {allowed}",
+            {"keys": ", ".join(map(repr, unknown)), "allowed": ", ".join(sorted(_SCHEMA_KEYS))},
+        )
+    if value.get("type", "object") != "object":
+        raise PydanticCustomError("sie", "output_schema.type must be 'object' (a schema of named fields)", {})
+    fields = value.get("properties")
+    if not isinstance(fields, Mapping) or not fields:
+        raise PydanticCustomError(
+            "sie",
+            "output_schema needs 'properties': the fields to fill, e.g. "
+            "{'total': {'type': 'string', 'description': 'the amount due'}}",
+            {},
+        )
+    if len(fields) > 64:
+        raise PydanticCustomError("sie", "output_schema has {n} properties; at most 64 are allowed", {"n": len(fields)})
+    for name, spec in fields.items():
+        where = f"output_schema.properties[{name!r}]"
+        if not isinstance(name, str) or not name.strip() or len(name) > 200 or any(c in name for c in ":|[]"):
+            raise PydanticCustomError(
+                "sie", "{where}: a field name must be 1-200 characters without : | [ ]", {"where": where}
+            )
+        if not isinstance(spec, Mapping):
+            raise PydanticCustomError(
+                "sie", "{where} must be an object with a type and a description", {"where": where}
+            )
+        extra = sorted(set(spec) - _FIELD_KEYS)
+        if extra:
+            raise PydanticCustomError(
+                "sie",
+                "{where} has unknown key(s) {keys}; allowed: {allowed}",
+                {"where": where, "keys": ", ".join(map(repr, extra)), "allowed": ", ".join(sorted(_FIELD_KEYS))},
+            )
+        kind = spec.get("type", "string")
+        if kind not in _FIELD_TYPES:
+            raise PydanticCustomError(
+                "sie",
+                "{where}.type {kind} is not supported; use one of {allowed}",
+                {"where": where, "kind": repr(kind), "allowed": ", ".join(_FIELD_TYPES)},
+            )
+        description = spec.get("description", "")
+        if not isinstance(description, str) or len(description) > 1000:
+            raise PydanticCustomError(
+                "sie", "{where}.description must be a string of at most 1000 characters", {"where": where}
+            )
+        choices = spec.get("enum")
+        if choices is not None and (
+            not isinstance(choices, list)
+            or not choices
+            or not all(isinstance(c, str) and c.strip() and len(c) <= 200 for c in choices)
+        ):
+            raise PydanticCustomError(
+                "sie", "{where}.enum must be a non-empty list of strings (the allowed values)", {"where": where}
+            )
+    required = value.get("required", [])
+    if not isinstance(required, list) or any(r not in fields for r in required):
+        raise PydanticCustomError("sie", "output_schema.required must list names of its properties", {})
+    return dict(value)
+
+
+OutputSchema = Annotated[
+    dict[str, Any] | None,
+    BeforeValidator(_output_schema),
+    Field(
+        description="Fields to fill from each text, as a JSON-Schema object: {'type': 'object', 'properties': "
+        "{'total': {'type': 'string', 'description': 'amount due'}, 'status': {'type': 'string', 'enum': ['paid', "
+        "'open']}}}; types string, number, integer, boolean or array (of strings).",
+    ),
+]
 Profile = Annotated[
     Literal["default"] | None,
     Field(description="SIE's model profile; only the default profile is served here."),
@@ -223,9 +321,16 @@ class ScoreRequest(_Request):
 
 
 class ExtractRequest(_Request):
-    """An extract call: texts and labels in, entities with character offsets out."""
+    """An extract call: texts in; entities, relations, classes and schema fields out, as the model can.
 
-    labels: Labels
+    Which of ``labels``, ``relation_labels``, ``classes`` and ``output_schema`` a model takes (and needs) is
+    its family's (see :mod:`sie_core.families`); the others are refused by name before anything is queued.
+    """
+
+    labels: Labels = None
+    relation_labels: RelationLabels = None
+    classes: Classes = None
+    output_schema: OutputSchema = None
     threshold: Threshold = 0.5
     flat_ner: FlatNer = True
     multi_label: MultiLabel = False
@@ -243,9 +348,12 @@ class EncodeKwargs(TypedDict, total=False):
 
 
 class ExtractKwargs(TypedDict, total=False):
-    """The keyword options of ``Engine.extract``; ``labels`` is required."""
+    """The keyword options of ``Engine.extract`` (which ones a model needs is its family's)."""
 
-    labels: Required[Sequence[str] | str]
+    labels: Sequence[str] | str | None
+    relation_labels: Sequence[str] | str | None
+    classes: Sequence[str] | str | None
+    output_schema: Mapping[str, Any] | None
     threshold: float
     flat_ner: bool
     multi_label: bool
@@ -345,18 +453,23 @@ class ScoreBody(_Body):
 
 
 class ExtractOptions(_Body):
-    """``params.options`` of an extract body."""
+    """``params.options`` of an extract body (SIE's client passes its ``options`` dict here as it is)."""
 
     threshold: Threshold = 0.5
     flat_ner: FlatNer = True
     multi_label: MultiLabel = False
+    relation_labels: RelationLabels = None
+    classes: Classes = None
     profile: Profile = None
 
 
 class ExtractParams(_Body):
-    """``params`` of an extract body."""
+    """``params`` of an extract body (SIE's client sends ``labels`` and ``output_schema`` here)."""
 
-    labels: Labels
+    labels: Labels = None
+    relation_labels: RelationLabels = None
+    classes: Classes = None
+    output_schema: OutputSchema = None
     threshold: Threshold = 0.5
     options: ExtractOptions = ExtractOptions()
 
@@ -365,16 +478,19 @@ class ExtractBody(_Body):
     """``POST /v1/extract/{model}``."""
 
     items: Items
-    params: ExtractParams
+    params: ExtractParams = ExtractParams()
 
     def to_request(self, model: str | None) -> ExtractRequest:
-        """The engine request for this body."""
+        """The engine request for this body (an option set in ``params.options`` wins over ``params``)."""
         p = self.params
         threshold = p.options.threshold if "threshold" in p.options.model_fields_set else p.threshold
         return ExtractRequest.model_construct(
             model=model,
             items=self.items,
             labels=p.labels,
+            relation_labels=p.options.relation_labels if p.options.relation_labels is not None else p.relation_labels,
+            classes=p.options.classes if p.options.classes is not None else p.classes,
+            output_schema=p.output_schema,
             threshold=threshold,
             flat_ner=p.options.flat_ner,
             multi_label=p.options.multi_label,
@@ -384,9 +500,21 @@ class ExtractBody(_Body):
     def from_request(cls, request: ExtractRequest) -> ExtractBody:
         """The wire body for an engine request."""
         options = ExtractOptions.model_construct(
-            threshold=request.threshold, flat_ner=request.flat_ner, multi_label=request.multi_label, profile=None
+            threshold=request.threshold,
+            flat_ner=request.flat_ner,
+            multi_label=request.multi_label,
+            relation_labels=None,
+            classes=None,
+            profile=None,
         )
-        params = ExtractParams.model_construct(labels=request.labels, threshold=request.threshold, options=options)
+        params = ExtractParams.model_construct(
+            labels=request.labels,
+            relation_labels=request.relation_labels,
+            classes=request.classes,
+            output_schema=request.output_schema,
+            threshold=request.threshold,
+            options=options,
+        )
         return cls.model_construct(items=request.items, params=params)
 
 
@@ -564,8 +692,12 @@ def _flatten(annotation: Any) -> list[Any]:
     return [a for arg in args for a in _flatten(arg)]
 
 
+_REPR = reprlib.Repr()  # bounded depth and length: a value nested 3,000 deep must not overflow the stack
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+
+
 def _shown(value: Any) -> str:
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -25,7 +25,16 @@ from .errors import (
     SieError,
     WrongTaskError,
 )
-from .results import EncodeResult, Entity, ExtractResult, ModelInfo, ScoreEntry, ScoreResult
+from .results import (
+    Classification,
+    EncodeResult,
+    Entity,
+    ExtractResult,
+    ModelInfo,
+    Relation,
+    ScoreEntry,
+    ScoreResult,
+)
 
 __all__ = [
     "ERROR_CODE_HEADER",
@@ -53,6 +62,7 @@ _NUMERIC_DTYPES = frozenset(
     f"{order}{kind}" for order in "<>" for kind in ("f2", "f4", "f8", "i2", "i4", "i8", "u2", "u4", "u8")
 ) | {"|b1", "|i1", "|u1"}
 _MAX_DIMENSIONS = 8
+_MSGPACK_MAX_DEPTH = 1024  # msgpack's C unpacker stack: deeper bodies raise StackError
 
 #: Task -> the SIE "outputs" a model of that task produces.
 _OUTPUTS = {"encode": ["dense"], "score": ["score"], "extract": ["entities"]}
@@ -116,14 +126,30 @@ def unpackb(data: bytes, *, arrays: bool = True) -> Any:
     """Unpack an untrusted body; with ``arrays``, plain numeric msgpack-numpy maps become numpy arrays.
 
     Raises:
-        ValueError: The body is not valid MessagePack (or holds a non-numeric numpy value).
+        ValueError: The body is not valid MessagePack (or holds a non-numeric numpy value); the message reads
+            "not valid MessagePack: <what is wrong>" (e.g. "the request body is " + message).
     """
     import msgpack
 
     try:
         return msgpack.unpackb(data, raw=False, object_hook=_array_hook if arrays else None, strict_map_key=False)
+    except msgpack.StackError:
+        detail = f"it nests arrays or maps deeper than {_MSGPACK_MAX_DEPTH} levels"
+    except msgpack.ExtraData:
+        detail = "it has bytes left over after its first value (send exactly one map)"
+    except msgpack.FormatError:
+        detail = "it holds a byte that starts no value (0xc1, or a reserved type)"
+    except UnicodeDecodeError as exc:
+        detail = f"a string in it is not valid UTF-8 ({exc.reason} at byte {exc.start})"
     except (msgpack.UnpackException, ValueError, TypeError) as exc:
-        raise ValueError(f"the body is not valid MessagePack: {exc}") from None
+        text = str(exc)
+        if "incomplete input" in text or isinstance(exc, msgpack.OutOfData):
+            detail = "it is truncated (it ends in the middle of a value)"
+        elif "unhashable" in text:
+            detail = "a map in it has an array or map as a key (map keys must be strings or numbers)"
+        else:
+            detail = text or type(exc).__name__
+    raise ValueError(f"not valid MessagePack: {detail}")
 
 
 # ---------------------------------------------------------------------- server side: results -> wire
@@ -141,11 +167,23 @@ def encode_response(results: Sequence[EncodeResult], model: str, *, arrays: bool
     """
     items = []
     for r in results:
-        item: dict[str, Any] = {
-            "dense": {"dims": r.dims, "dtype": r.dtype, "values": _vector(r.dense, arrays)},
-            "truncated": r.truncated,
-            "tokens": r.tokens,
-        }
+        item: dict[str, Any] = {"truncated": r.truncated, "tokens": r.tokens}
+        if r.dense is not None:
+            item["dense"] = {"dims": r.dims, "dtype": r.dtype, "values": _vector(r.dense, arrays)}
+        if r.sparse is not None:
+            item["sparse"] = {
+                "dims": r.sparse.dims,
+                "indices": _vector(r.sparse.indices, arrays),
+                "values": _vector(r.sparse.values, arrays),
+            }
+        if r.multivector is not None:
+            rows, token_dims = r.multivector.shape
+            item["multivector"] = {
+                "token_dims": int(token_dims),
+                "num_tokens": int(rows),
+                "dtype": str(r.multivector.dtype),
+                "values": _vector(r.multivector, arrays),
+            }
         if r.id is not None:
             item["id"] = r.id
         items.append(item)
@@ -174,15 +212,33 @@ def extract_response(results: Sequence[ExtractResult], model: str) -> dict[str, 
             "entities": [
                 {"text": e.text, "label": e.label, "score": e.score, "start": e.start, "end": e.end} for e in r.entities
             ],
-            "relations": [],
-            "classifications": [],
+            "relations": [_relation_to_wire(rel) for rel in r.relations],
+            "classifications": [{"label": c.label, "score": c.score} for c in r.classifications],
             "objects": [],
             "windows": r.windows,
         }
+        if r.data:
+            item["data"] = r.data
         if r.id is not None:
             item["id"] = r.id
         items.append(item)
     return {"model": model, "items": items}
+
+
+def _relation_to_wire(r: Relation) -> dict[str, Any]:
+    """SIE's relation keys (head, tail, relation, score) plus the entities' labels and offsets."""
+    return {
+        "head": r.head,
+        "tail": r.tail,
+        "relation": r.relation,
+        "score": r.score,
+        "head_label": r.head_label,
+        "head_start": r.head_start,
+        "head_end": r.head_end,
+        "tail_label": r.tail_label,
+        "tail_start": r.tail_start,
+        "tail_end": r.tail_end,
+    }
 
 
 def _wire_state(info: ModelInfo) -> str:
@@ -337,15 +393,41 @@ def extract_results_from_wire(data: Mapping[str, Any], model: str, ids: Sequence
             )
             for e in item.get("entities", [])
         ]
+        relations = [
+            Relation(
+                head=str(r["head"]),
+                tail=str(r["tail"]),
+                relation=str(r["relation"]),
+                score=float(r["score"]),
+                head_label=str(r.get("head_label") or ""),
+                head_start=_offset(r.get("head_start")),
+                head_end=_offset(r.get("head_end")),
+                tail_label=str(r.get("tail_label") or ""),
+                tail_start=_offset(r.get("tail_start")),
+                tail_end=_offset(r.get("tail_end")),
+            )
+            for r in item.get("relations") or []
+        ]
+        classifications = [
+            Classification(label=str(c["label"]), score=float(c["score"])) for c in item.get("classifications") or []
+        ]
+        data = item.get("data")
         results.append(
             ExtractResult(
                 model=str(model_id),
                 entities=entities,
+                relations=relations,
+                classifications=sorted(classifications, key=lambda c: -c.score),
+                data=dict(data) if isinstance(data, Mapping) else {},
                 windows=int(item.get("windows", 1) or 1),
                 id=item.get("id", item_id),
             )
         )
     return results
+
+
+def _offset(value: Any) -> int:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else -1
 
 
 _TASK_FROM_OUTPUT = {"dense": "encode", "sparse": "encode", "multivector": "encode", "score": "score"}

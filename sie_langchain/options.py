@@ -14,7 +14,7 @@ OFFERED: dict[str, tuple[str, ...]] = {
     "SIEEmbeddings": ("instruction", "normalize", "dims", "output_dtype"),
     "SIEReranker": ("top_k",),
     "SIERerankTool": ("top_k",),
-    "SIEExtractor": ("labels", "threshold"),
+    "SIEExtractor": ("labels", "relation_labels", "classes", "threshold"),
 }
 
 #: Class -> option -> why the class does not offer it as a field.
@@ -28,6 +28,8 @@ OMITTED: dict[str, dict[str, str]] = {
     "SIEExtractor": {
         "flat_ner": "passed in options={'flat_ner': ...}, as SIE's own SIEExtractor takes it",
         "multi_label": "passed in options={'multi_label': ...}, as SIE's own SIEExtractor takes it",
+        "output_schema": "passed in options={'output_schema': {...}}: a LangChain tool's output_schema is its own "
+        "result schema",
     },
 }
 

@@ -201,7 +201,7 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
             rows: list[np.ndarray] = []
             for chunk in _chunks(texts):
                 results = self.client.encode(model, chunk, instruction=self.instruction, normalize=True)
-                rows.extend(r.dense for r in results)
+                rows.extend(r.dense_vector() for r in results)
             self._store(model, done, rows)
 
     async def _amatrix(self, model: str) -> np.ndarray:
@@ -212,7 +212,7 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
             rows: list[np.ndarray] = []
             for chunk in _chunks(texts):
                 results = await self.client.aencode(model, chunk, instruction=self.instruction, normalize=True)
-                rows.extend(r.dense for r in results)
+                rows.extend(r.dense_vector() for r in results)
             self._store(model, done, rows)
 
     def _nearest(self, matrix: np.ndarray, query: np.ndarray, n: int) -> list[Document]:
@@ -255,7 +255,7 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
             if len(matrix) == 0:
                 return []
             q = self.client.encode(name, query, instruction=self.instruction, is_query=True, normalize=True)
-            candidates = self._nearest(matrix, q.dense, fetch)
+            candidates = self._nearest(matrix, q.dense_vector(), fetch)
         if self.rerank_model is None or not candidates:
             return candidates[:want]
         result = self.client.score(self.rerank_model, query, [d.page_content for d in candidates], top_k=want)
@@ -274,7 +274,7 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
             if len(matrix) == 0:
                 return []
             q = await self.client.aencode(name, query, instruction=self.instruction, is_query=True, normalize=True)
-            candidates = self._nearest(matrix, q.dense, fetch)
+            candidates = self._nearest(matrix, q.dense_vector(), fetch)
         if self.rerank_model is None or not candidates:
             return candidates[:want]
         result = await self.client.ascore(self.rerank_model, query, [d.page_content for d in candidates], top_k=want)

@@ -14,10 +14,19 @@ from typing import Annotated, Any, Literal
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.documents import Document
 from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
 
 from sie_core import Engine, ExtractResult, InvalidInputError, ScoreResult, SieError
-from sie_core.requests import Labels, Threshold, TopK, describe
+from sie_core.requests import Classes, Labels, OutputSchema, RelationLabels, Threshold, TopK, describe
 
 from ._engine import SIEEngineClient
 from .retrievers import SIERetriever
@@ -91,20 +100,36 @@ class ExtractInput(BaseModel):
         default=None,
         description="Entity types to find, e.g. ['person', 'organization', 'date']; default: the tool's labels.",
     )
+    classes: list[str] | None = Field(
+        default=None,
+        description="Classes to score the text against, e.g. ['invoice', 'complaint'] (classification models); "
+        "default: the tool's classes.",
+    )
+    relation_labels: list[str] | None = Field(
+        default=None,
+        description="Relation types to find between entities, e.g. ['works for'] (relation models); default: "
+        "the tool's.",
+    )
 
 
 class SIEExtractor(_SIETool):
     """Zero-shot entity extraction (GLiNER-style) as an agent tool: any labels, named per call if wanted.
 
-    The content the chat model reads is one short line per entity; the artifact holds the full result
-    (``model``, ``labels`` and ``entities`` with ``text``, ``label``, ``score``, ``start``, ``end``).
+    The content the chat model reads is one short line per entity, relation (``head —relation→ tail``), the
+    top classes and the filled fields; the artifact holds the full result (``model``, ``labels``, ``entities``
+    with ``text``, ``label``, ``score``, ``start``, ``end``, and ``relations``, ``classifications`` and ``data``
+    as SIE's ``ExtractResult`` names them).
 
     Args:
         model: Extract model id; None uses the engine's default extractor.
         labels: Entity types found when a call names none.
+        relation_labels: Relation types (GLiREL, GLiNER2) found when a call names none.
+        classes: Classes (NLI, GLiClass, GLiNER2) scored when a call names none.
         threshold: Minimum confidence, 0..1.
-        options: More engine extract options: ``flat_ner`` (no overlapping spans, default True) and
-            ``multi_label`` (one span may carry several labels, default False).
+        options: More engine extract options: ``flat_ner`` (no overlapping spans, default True),
+            ``multi_label`` (one span may carry several labels, a text several classes; default False) and
+            ``output_schema`` (fields to fill, GLiNER2: a JSON-Schema object; not a field of its own, since a
+            LangChain tool's ``output_schema`` is its result's schema).
         models: Models the agent may choose from per call (adds an enum ``model`` argument).
         engine: An existing :class:`sie_core.Engine`; by default the process-wide shared one.
         base_url: URL of a remote SIE-compatible server instead of in-process models.
@@ -130,33 +155,62 @@ class SIEExtractor(_SIETool):
         default_factory=lambda: ["person", "organization", "location"], description=describe(Labels)
     )
     """Entity types found when a call names none."""
+    relation_labels: RelationLabels = None
+    """Relation types found when a call names none."""
+    classes: Classes = None
+    """Classes scored when a call names none."""
     threshold: Threshold = 0.5
     """Minimum confidence for an entity, 0..1."""
     options: dict[str, Any] | None = None
-    """More extract options: ``flat_ner`` and ``multi_label`` (booleans)."""
+    """More extract options: ``flat_ner`` and ``multi_label`` (booleans), ``output_schema`` (an object)."""
 
     @field_validator("options")
     @classmethod
     def _check_options(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        allowed = {"flat_ner", "multi_label"}
+        allowed = {"flat_ner", "multi_label", "output_schema"}
         unknown = sorted(set(value or {}) - allowed)
         if unknown:
             raise InvalidInputError(
                 f"unknown extract option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
             )
         for key, flag in (value or {}).items():
+            if key == "output_schema":
+                try:
+                    TypeAdapter(OutputSchema).validate_python(flag)
+                except ValidationError as exc:
+                    raise InvalidInputError(f"extract option output_schema: {exc.errors()[0]['msg']}") from None
+                continue
             if not isinstance(flag, bool):
                 raise InvalidInputError(f"extract option {key} must be true or false, got {flag!r}")
         return value
 
-    def _call_args(self, labels: list[str] | None, model: str | None) -> tuple[str | None, dict[str, Any]]:
+    def _call_args(
+        self,
+        labels: list[str] | None,
+        model: str | None,
+        classes: list[str] | None = None,
+        relation_labels: list[str] | None = None,
+    ) -> tuple[str | None, dict[str, Any]]:
         options = self.options or {}
+        classes = classes or self.classes
+        relation_labels = relation_labels or self.relation_labels
+        # The default entity labels go along only when the call asks for entities at all (a classifier has none).
+        output_schema = options.get("output_schema")
+        other_kinds = bool(classes or output_schema) and not relation_labels
+        default_labels = self.labels if "labels" in self.model_fields_set or not other_kinds else None
         kwargs = {
-            "labels": labels or self.labels,
+            "labels": labels or default_labels,
             "threshold": self.threshold,
             "flat_ner": options.get("flat_ner", True),
             "multi_label": options.get("multi_label", False),
         }
+        for key, value in (
+            ("classes", classes),
+            ("relation_labels", relation_labels),
+            ("output_schema", output_schema),
+        ):
+            if value is not None:
+                kwargs[key] = value
         return self._pick(model, self.model), kwargs
 
     def _run(
@@ -165,8 +219,10 @@ class SIEExtractor(_SIETool):
         labels: list[str] | None = None,
         model: str | None = None,
         run_manager: CallbackManagerForToolRun | None = None,
+        classes: list[str] | None = None,
+        relation_labels: list[str] | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        name, kwargs = self._call_args(labels, model)
+        name, kwargs = self._call_args(labels, model, classes, relation_labels)
         try:
             result = self.client.extract(name, text, **kwargs)
         except SieError as exc:
@@ -179,8 +235,10 @@ class SIEExtractor(_SIETool):
         labels: list[str] | None = None,
         model: str | None = None,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
+        classes: list[str] | None = None,
+        relation_labels: list[str] | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        name, kwargs = self._call_args(labels, model)
+        name, kwargs = self._call_args(labels, model, classes, relation_labels)
         try:
             result = await self.client.aextract(name, text, **kwargs)
         except SieError as exc:
@@ -188,14 +246,27 @@ class SIEExtractor(_SIETool):
         return _extract_output(result, kwargs["labels"])
 
 
-def _extract_output(result: ExtractResult, labels: Sequence[str]) -> tuple[str, dict[str, Any]]:
+def _extract_output(result: ExtractResult, labels: Sequence[str] | None) -> tuple[str, dict[str, Any]]:
     entities = [e.to_dict() for e in result.entities]
-    artifact = {"model": result.model, "labels": list(labels), "entities": entities}
-    if not entities:
-        return f"No entities found for labels: {', '.join(labels)}.", artifact
+    artifact = {
+        "model": result.model,
+        "labels": list(labels or []),
+        "entities": entities,
+        "relations": [r.to_dict() for r in result.relations],
+        "classifications": [c.to_dict() for c in result.classifications],
+        "data": dict(result.data),
+    }
     lines = [f"{e['label']}: {e['text']} ({e['score']:.2f})" for e in entities[:_MAX_LISTED]]
     if len(entities) > _MAX_LISTED:
         lines.append(f"... and {len(entities) - _MAX_LISTED} more")
+    lines += [f"{r.head} —{r.relation}→ {r.tail} ({r.score:.2f})" for r in result.relations[:_MAX_LISTED]]
+    if len(result.relations) > _MAX_LISTED:
+        lines.append(f"... and {len(result.relations) - _MAX_LISTED} more relations")
+    if result.classifications:
+        lines.append("classes: " + ", ".join(f"{c.label} {c.score:.2f}" for c in result.classifications[:5]))
+    lines += [f"{name}: {value}" for name, value in result.data.items()]
+    if not lines:
+        return f"No entities found for labels: {', '.join(labels or [])}.", artifact
     return "\n".join(lines), artifact
 
 

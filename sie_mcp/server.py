@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -19,7 +20,9 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, Field
 
 from sie_core import Engine, InvalidInputError, SieError, __version__
+from sie_core.families import family_of
 from sie_core.requests import (
+    Classes,
     Dims,
     EncodeRequest,
     ExtractRequest,
@@ -30,7 +33,9 @@ from sie_core.requests import (
     MultiLabel,
     Normalize,
     OutputDtype,
+    OutputSchema,
     OutputTypes,
+    RelationLabels,
     ScoreRequest,
     Threshold,
     TopK,
@@ -40,6 +45,7 @@ from sie_core.requests import (
 from ._compat import CallToolResult, Context, Server, TextContent, ToolAnnotations, ToolError, lowlevel_server
 
 __all__ = [
+    "ClassOutput",
     "EncodeOutput",
     "EntityOutput",
     "ExtractOutput",
@@ -48,6 +54,7 @@ __all__ = [
     "McpSettings",
     "ModelEntry",
     "RankedDocument",
+    "RelationOutput",
     "RerankOutput",
     "create_server",
 ]
@@ -123,15 +130,40 @@ class EntityOutput(BaseModel):
     end: int = Field(description="Character offset one past the span's end in the input text.")
 
 
+class RelationOutput(BaseModel):
+    """One relation: head —relation→ tail."""
+
+    head: str = Field(description="The head entity's text.")
+    relation: str = Field(description="The relation type, as requested.")
+    tail: str = Field(description="The tail entity's text.")
+    score: float = Field(description="Confidence from 0 to 1.")
+    head_label: str = Field(description="The head entity's label.")
+    head_start: int = Field(description="Character offset of the head entity in the input text.")
+    head_end: int = Field(description="Offset one past the head entity's end.")
+    tail_label: str = Field(description="The tail entity's label.")
+    tail_start: int = Field(description="Character offset of the tail entity in the input text.")
+    tail_end: int = Field(description="Offset one past the tail entity's end.")
+
+
+class ClassOutput(BaseModel):
+    """One class and its score."""
+
+    label: str
+    score: float = Field(description="Score from 0 to 1.")
+
+
 class ExtractedText(BaseModel):
-    """Entities found in one input text."""
+    """What was found in one input text."""
 
     index: int = Field(description="Position of the text in the request (0 when a single text was sent).")
     entities: list[EntityOutput] = Field(description="Entities ordered by start offset.")
+    relations: list[RelationOutput] = Field(default_factory=list, description="Relations, best score first.")
+    classifications: list[ClassOutput] = Field(default_factory=list, description="Classes, best first.")
+    data: dict[str, Any] = Field(default_factory=dict, description="The output_schema's fields, by name.")
 
 
 class ExtractOutput(BaseModel):
-    """Entities for each input text."""
+    """What was found in each input text."""
 
     model: str = Field(description="The extractor that found the entities.")
     results: list[ExtractedText] = Field(description="One entry per input text, in input order.")
@@ -148,6 +180,14 @@ class ModelEntry(BaseModel):
     device: str | None = Field(description="Device it runs on when loaded.")
     dims: int | None = Field(description="Vector dimensions (encode models), when known.")
     description: str = Field(description="What the model is good for.")
+    finds: list[str] = Field(
+        default_factory=list,
+        description="For extract models: what it returns (entities, relations, classifications, data) - pass "
+        "labels, relation_labels, classes or output_schema accordingly.",
+    )
+    labels: list[str] | None = Field(
+        default=None, description="For fixed-label extractors (spaCy): the labels it can find; None = any labels."
+    )
 
 
 class ListModelsOutput(BaseModel):
@@ -277,9 +317,12 @@ def _descriptions(engine: Engine) -> dict[str, str]:
             f"{policy} Embedding models and extractors cannot rerank."
         ),
         "extract": (
-            "Find entities of the labels you name (zero-shot, any labels, e.g. person, organization, date, "
-            "amount) in a text or texts with a GLiNER extraction model; each entity has text, label, score and "
-            "start/end character offsets into the input. Long texts are windowed, nothing is cut. "
+            "Extract from a text or texts: entities of the labels you name (e.g. person, organization, date, "
+            "amount; each with text, label, score and start/end character offsets), relations between them "
+            "(relation_labels, e.g. ['works for']: head —relation→ tail), classes (classes, e.g. ['invoice', "
+            "'spam'], scored best first) and fields filled from an output_schema, as the model can: list_models "
+            "says what each extractor finds (GLiNER: entities, any labels; spaCy: entities, fixed labels; NLI and "
+            "GLiClass: classes; GLiREL: relations; GLiNER2: all four). Long texts are windowed, nothing is cut. "
             f"Default model: {d('extract')}. Extraction models: {_model_list(engine, 'extract')}.{policy} "
             "Embedding models and rerankers cannot extract."
         ),
@@ -294,10 +337,78 @@ def _descriptions(engine: Engine) -> dict[str, str]:
 INSTRUCTIONS = (
     "sie-agents serves many models through one engine; name the model per call (model argument) or omit it for "
     "the task's default. encode: texts -> embedding vectors (embedding models). rerank: query + documents -> "
-    "documents best first (reranker models). extract: text + labels -> entities with offsets (GLiNER models). "
+    "documents best first (reranker models). extract: text + labels / relation_labels / classes / output_schema -> "
+    "entities with offsets, relations, classes, schema fields (extraction models). "
     "list_models shows the models, their tasks and which are loaded. The first call to a model loads it "
     "(seconds); later calls are fast."
 )
+
+
+def _capabilities(engine: Engine, model_id: str, task: str) -> dict[str, Any]:
+    """What an extractor finds and, for a fixed-label one, its labels (from its catalog entry's family)."""
+    spec = engine.catalog.get(model_id)
+    if task != "extract" or spec is None:
+        return {}
+    try:
+        family = family_of(spec)
+    except SieError:
+        return {}
+    return {"finds": list(family.outputs), "labels": list(spec.labels) if family.labels == "fixed" else None}
+
+
+def _extract_summary(per_text: list[ExtractedText], model_id: str, *, several: bool, limit: int) -> str:
+    """The short text part: entities, relations (head —label→ tail), top classes and filled fields."""
+    entities = [(t.index, e) for t in per_text for e in t.entities]
+    relations = [(t.index, r) for t in per_text for r in t.relations]
+    classified = [t for t in per_text if t.classifications]
+    filled = [t for t in per_text if t.data]
+    found = [_plural(len(entities), "entity", "entities")]
+    if relations:
+        found.append(_plural(len(relations), "relation"))
+    if classified:
+        found.append(f"classes for {_plural(len(classified), 'text')}")
+    if filled:
+        found.append(f"fields for {_plural(len(filled), 'text')}")
+    head = f"Found {', '.join(found)} in {_plural(len(per_text), 'text')} with {model_id}"
+    lines = [head + (":" if entities or relations or classified or filled else ".")]
+
+    def where(index: int) -> str:
+        return f"text {index} " if several else ""
+
+    for index, e in entities[:limit]:
+        lines.append(f"- {e.label}: {_preview(e.text, 80)!r} ({e.score:.2f}) at {where(index)}[{e.start}:{e.end}]")
+    if len(entities) > limit:
+        lines.append(f"... {len(entities) - limit} more entities in structuredContent.results")
+    for index, r in relations[:limit]:
+        head, tail = _preview(r.head, 60), _preview(r.tail, 60)
+        lines.append(f"- {where(index)}{head!r} —{r.relation}→ {tail!r} ({r.score:.2f})")
+    if len(relations) > limit:
+        lines.append(f"... {len(relations) - limit} more relations in structuredContent.results")
+    for t in classified[:limit]:
+        top = ", ".join(f"{c.label} {c.score:.2f}" for c in t.classifications[:3])
+        lines.append(f"- {where(t.index)}classes: {top}")
+    for t in filled[:limit]:
+        fields = "; ".join(f"{k}: {_preview(str(v), 60)}" for k, v in t.data.items())
+        lines.append(f"- {where(t.index)}fields: {fields}")
+    return "\n".join(lines)
+
+
+def _extract_result(results: list[Any], several: bool, preview_lines: int) -> CallToolResult:
+    per_text = [
+        ExtractedText(
+            index=i,
+            entities=[
+                EntityOutput(text=e.text, label=e.label, score=e.score, start=e.start, end=e.end) for e in r.entities
+            ],
+            relations=[RelationOutput(**rel.to_dict()) for rel in r.relations],
+            classifications=[ClassOutput(label=c.label, score=c.score) for c in r.classifications],
+            data=dict(r.data),
+        )
+        for i, r in enumerate(results)
+    ]
+    model_id = results[0].model
+    text_part = _extract_summary(per_text, model_id, several=several, limit=preview_lines)
+    return _result(text_part, ExtractOutput(model=model_id, results=per_text))
 
 
 # ---------------------------------------------------------------------------------------------- strict arguments
@@ -313,6 +424,7 @@ def check_arguments(tool: str, arguments: dict[str, Any], allowed: Sequence[str]
     unknown = [k for k in arguments if k not in allowed]
     if unknown:
         raise ToolError(f"unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    _check_tool_inputs(tool, arguments)
     request = TOOL_REQUESTS.get(tool)
     if request is None:
         if tool == "list_models" and not isinstance(arguments.get("task", ""), str | None):
@@ -327,6 +439,44 @@ def check_arguments(tool: str, arguments: dict[str, Any], allowed: Sequence[str]
     except InvalidInputError as exc:
         items_name = next((k for k in renames if k in arguments), next(iter(renames), "items"))
         raise _fail(exc, items_name) from None
+
+
+#: The tool inputs whose type differs from the request's: (tool, argument) -> (a list of strings?, what it is).
+_TOOL_INPUTS: dict[tuple[str, str], tuple[bool, str]] = {
+    ("encode", "texts"): (True, "a list of strings"),
+    ("rerank", "documents"): (True, "a list of strings"),
+    ("rerank", "query"): (False, "a string"),
+    ("extract", "text"): (False, "a string"),
+    ("extract", "texts"): (True, "a list of strings"),
+}
+
+
+def _check_tool_inputs(tool: str, arguments: dict[str, Any]) -> None:
+    for name, value in arguments.items():
+        if isinstance(value, str) and (tool, name) != ("rerank", "query"):
+            # The SDK would decode a string holding JSON ("null", "[...]", "{...}") into that value; a strict
+            # API takes the value itself, as the HTTP API does.
+            try:
+                decoded = json.loads(value)
+            except (ValueError, RecursionError):
+                decoded = value
+            if decoded is None or isinstance(decoded, list | dict):
+                raise ToolError(f"{name} is a string holding JSON ({_preview(value, 40)!r}); send the value itself")
+        shape = _TOOL_INPUTS.get((tool, name))
+        if shape is None or value is None:
+            continue
+        is_list, what = shape
+        if is_list and not isinstance(value, list):
+            raise ToolError(f"{name} must be {what}, got {_kind(value)}")
+        if not is_list and not isinstance(value, str):
+            raise ToolError(f"{name} must be {what}, got {_kind(value)}")
+        for i, entry in enumerate(value if is_list else ()):
+            if not isinstance(entry, str):
+                raise ToolError(f"{name}[{i}] must be a string, got {_kind(entry)}")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 class _StrictServer(Server):
@@ -399,7 +549,7 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
             count=len(results),
             dims=first.dims,
             dtype=first.dtype,
-            vectors=[r.dense.tolist() for r in results],
+            vectors=[r.dense_vector().tolist() for r in results],
             tokens=[r.tokens for r in results],
             truncated=truncated,
         )
@@ -442,10 +592,13 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
         return _result("\n".join(lines), RerankOutput(model=result.model, results=ranked))
 
     async def extract(
-        labels: Labels,
         ctx: Context,
         text: Annotated[str | None, Field(description=TEXT_HELP)] = None,
         texts: Annotated[list[str] | None, Field(description=EXTRACT_TEXTS_HELP)] = None,
+        labels: Labels = None,
+        relation_labels: RelationLabels = None,
+        classes: Classes = None,
+        output_schema: OutputSchema = None,
         model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
         threshold: Threshold = 0.5,
         flat_ner: FlatNer = True,
@@ -458,33 +611,24 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
             _check_count("texts", items, s.max_items_per_call)
         name = model or default_id("extract")
         work = engine.aextract(
-            model, items, labels=labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label
+            model,
+            items,
+            labels=labels,
+            relation_labels=relation_labels,
+            classes=classes,
+            output_schema=output_schema,
+            threshold=threshold,
+            flat_ner=flat_ner,
+            multi_label=multi_label,
         )
         try:
             found_in = await _with_progress(engine, ctx, name, work, interval)
         except SieError as exc:
             raise _fail(exc, "text" if text is not None else "texts") from None
         results = found_in if isinstance(found_in, list) else [found_in]
-        per_text = [
-            ExtractedText(
-                index=i,
-                entities=[
-                    EntityOutput(text=e.text, label=e.label, score=e.score, start=e.start, end=e.end)
-                    for e in r.entities
-                ],
-            )
-            for i, r in enumerate(results)
-        ]
-        found = [(t.index, e) for t in per_text for e in t.entities]
-        model_id = results[0].model
-        head = f"Found {_plural(len(found), 'entity', 'entities')} in {_plural(len(results), 'text')} with {model_id}"
-        lines = [head + (":" if found else ".")]
-        for index, e in found[: s.preview_lines]:
-            where = f"text {index} " if texts is not None else ""
-            lines.append(f"- {e.label}: {_preview(e.text, 80)!r} ({e.score:.2f}) at {where}[{e.start}:{e.end}]")
-        if len(found) > s.preview_lines:
-            lines.append(f"... {len(found) - s.preview_lines} more in structuredContent.results")
-        return _result("\n".join(lines), ExtractOutput(model=model_id, results=per_text))
+        # A long text can carry tens of thousands of entities: shape them off the event loop, so that other
+        # calls on this server (list_models, another model's encode) are not held up meanwhile.
+        return await asyncio.to_thread(_extract_result, results, texts is not None, s.preview_lines)
 
     async def list_models(
         task: Annotated[str | None, Field(description=TASK_HELP)] = None,
@@ -509,6 +653,7 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
                 device=i.device,
                 dims=i.dims,
                 description=i.description,
+                **_capabilities(engine, i.id, i.tasks[0]),
             )
             for i in infos
         ]
@@ -518,6 +663,8 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
             if m.state == "failed":
                 flags.append("failed to load")
             mark = f" [{', '.join(flags)}]" if flags else ""
+            if m.finds:
+                mark += f" (finds {', '.join(m.finds)}" + (f"; labels: {', '.join(m.labels)}" if m.labels else "") + ")"
             lines.append(f"- {m.task}: {m.id}{mark}" + (f" — {m.description}" if m.description else ""))
         output = ListModelsOutput(models=entries, defaults=defaults, allow_any_model=engine.config.allow_any_model)
         return _result("\n".join(lines), output)

@@ -23,10 +23,10 @@ from sie_core import (
     UnknownModelError,
     WrongTaskError,
 )
-from sie_mcp.http_app import create_app
-from sie_mcp.http_common import ServerSettings
+from sie_server.app import create_app
+from sie_server.common import ServerSettings
 
-from ..sie_mcp.http_server import MINILM, free_socket, serve_in_thread
+from ..sie_server.http_server import MINILM, free_socket, serve_in_thread
 
 pytestmark = pytest.mark.slow
 

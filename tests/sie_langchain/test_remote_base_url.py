@@ -11,10 +11,10 @@ from langchain_core.documents import Document
 
 from sie_core import Engine, EngineConfig, ModelSpec
 from sie_langchain import SIEEmbeddings, SIEReranker
-from sie_mcp.http_app import create_app
-from sie_mcp.http_common import ServerSettings
+from sie_server.app import create_app
+from sie_server.common import ServerSettings
 
-from ..sie_mcp.http_server import MINILM, serve_in_thread
+from ..sie_server.http_server import MINILM, serve_in_thread
 
 pytestmark = pytest.mark.slow
 

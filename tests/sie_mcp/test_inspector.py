@@ -61,3 +61,19 @@ def test_inspector_over_streamable_http_with_the_token(http_server: HttpServer, 
     assert best["rank"] == 1 and best["document"] in ("Invoice 4471 is due on 30 June.", "A fox.")
     code, out, err = run_inspector([http_server.url, "--method", "tools/list"], tmp_path)
     assert code != 0, "without the token the server refuses the Inspector"
+
+
+def test_inspector_calls_extract_with_classes(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    from ..tiny_models import build_extra
+
+    nli = build_extra(tiny_models["bert"].parent, "nli")
+    config = tmp_path / "models.toml"
+    config.write_text(f'[[models]]\nid = "tiny-nli"\ntask = "extract"\nfamily = "nli"\npath = "{nli}"\n')
+    target = ["-e", f"SIE_CONFIG={config}", *stdio_target(tiny_models)]  # the Inspector owns --config
+    args = ["--method", "tools/call", "--tool-name", "extract", "--tool-arg", "text=Invoice 4471 is due on 30 June."]
+    code, out, err = run_inspector([*target, *args, 'classes=["invoice", "travel"]', "model=tiny-nli"], tmp_path)
+    assert code == 0, (code, out, err)
+    assert not out.get("isError"), out
+    (result,) = out["structuredContent"]["results"]
+    assert sorted(c["label"] for c in result["classifications"]) == ["invoice", "travel"]
+    assert "classes: " in out["content"][0]["text"]
