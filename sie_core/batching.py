@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import EngineClosedError, InferenceError, OverloadedError, SieError
+from .timing import RequestTiming, current_timing
 from .padding import length_groups
 
 __all__ = ["BatchStats", "ModelWorker"]
@@ -44,12 +45,15 @@ class BatchStats:
 
 
 class _Request:
-    __slots__ = ("future", "pending", "results")
+    __slots__ = ("future", "pending", "queued_at", "results", "timing")
 
     def __init__(self, future: asyncio.Future[list[Any]], size: int) -> None:
         self.future = future
         self.results: list[Any] = [None] * size
         self.pending = size
+        self.queued_at = time.perf_counter()
+        # The caller's RequestTiming, if its front end asked for one (read in the caller's context).
+        self.timing: RequestTiming | None = current_timing.get()
 
 
 class ModelWorker:
@@ -232,6 +236,11 @@ class ModelWorker:
         self.stats.last_batch_size = len(batch)
         if self._on_batch is not None:
             self._on_batch(len(batch), elapsed)
+        for request in {id(entry[0]): entry[0] for entry in batch}.values():
+            if request.timing is not None:
+                if request.timing.queue_s is None:  # its wait before its first forward pass
+                    request.timing.add_queue(started - request.queued_at)
+                request.timing.add_inference(elapsed)
         for (request, index, _, _), output in zip(batch, outputs):
             if request.future.done():
                 continue

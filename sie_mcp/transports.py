@@ -22,7 +22,7 @@ from typing import Any, TextIO, cast
 from sie_core import Engine, SieError
 
 from . import jsonrpc
-from ._compat import StreamableHTTPSessionManager, TransportSecuritySettings, lowlevel_server, stdio_server
+from ._compat import MCP_MAJOR, StreamableHTTPSessionManager, TransportSecuritySettings, lowlevel_server, stdio_server
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -109,11 +109,53 @@ async def run_stdio(
         if on_start is not None:
             background = asyncio.ensure_future(on_start())
         try:
-            await inner.run(read_stream, write_stream, inner.create_initialization_options())
+            outgoing = _OffLoopSend(write_stream, writer)
+            await inner.run(read_stream, cast(Any, outgoing), inner.create_initialization_options())
         finally:
             if background is not None and not background.done():
                 background.cancel()
     logger.info("stdin closed; MCP stdio server stopped")
+
+
+def _dump(message: Any) -> str:
+    # How the SDK's own stdio writer serialises a message (mcp 2.x drops unset fields, 1.x None fields).
+    if MCP_MAJOR >= 2:
+        return jsonrpc.wire_safe(message.model_dump_json(by_alias=True, exclude_unset=True))
+    return jsonrpc.wire_safe(message.model_dump_json(by_alias=True, exclude_none=True))
+
+
+class _OffLoopSend:
+    """The server's outgoing stream: each message is serialised in a worker thread, then written as one line.
+
+    The SDK's stdio writer serialises on the event loop; a large result (tens of thousands of entities) then
+    holds the loop for a few hundred milliseconds and every other session call waits. Messages of one task
+    stay in order (each ``send`` returns once its line is written); messages of different tasks need no order.
+    """
+
+    def __init__(self, stream: Any, writer: _LineWriter) -> None:
+        self._stream = stream
+        self._writer = writer
+
+    async def send(self, item: Any) -> None:
+        """Serialise ``item.message`` off the loop and write it."""
+        import anyio
+
+        line = await anyio.to_thread.run_sync(_dump, item.message)
+        await self._writer.write_line(line, safe=True)
+
+    async def aclose(self) -> None:
+        """Close the SDK's stream too (its writer task then ends)."""
+        await self._stream.aclose()
+
+    def close(self) -> None:
+        """Close without awaiting."""
+        self._stream.close()
+
+    async def __aenter__(self) -> _OffLoopSend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class _LineWriter:
@@ -139,10 +181,15 @@ class _LineWriter:
         async with self._lock:
             await self._file.flush()
 
-    async def write_line(self, line: str) -> None:
-        """Write ``line`` and a newline, then flush, with no other write in between."""
+    async def write_line(self, line: str, *, safe: bool = False) -> None:
+        """Write ``line`` and a newline, then flush, with no other write in between.
+
+        Args:
+            line: One JSON-RPC message.
+            safe: ``line`` went through :func:`sie_mcp.jsonrpc.wire_safe` already.
+        """
         async with self._lock:
-            await self._file.write(jsonrpc.wire_safe(line) + "\n")
+            await self._file.write((line if safe else jsonrpc.wire_safe(line)) + "\n")
             await self._file.flush()
 
 

@@ -335,8 +335,12 @@ def test_request_id_version_and_total_time(url: str) -> None:
     assert errored.status_code == 404 and errored.headers["X-Request-ID"] and "X-Total-Time" in errored.headers
     health = httpx.get(url + "/healthz")
     assert health.headers["X-SIE-Server-Version"] == __version__ and "X-Total-Time" not in health.headers
-    # the engine does not measure queue and model time per request yet: nothing is made up
-    assert "X-Queue-Time" not in given.headers and "X-Inference-Time" not in given.headers
+    # the batch worker measures the request's queue wait and forward passes: both fit in the total
+    queue, inference = float(given.headers["X-Queue-Time"]), float(given.headers["X-Inference-Time"])
+    assert queue >= 0 and inference > 0
+    assert queue + inference <= float(given.headers["X-Total-Time"]) + 0.02
+    assert float(fresh.headers["X-Inference-Time"]) > 0  # the OpenAI route too
+    assert "X-Inference-Time" not in errored.headers  # nothing ran: nothing is made up
 
 
 def test_queue_and_inference_time_come_from_the_engine(hard_engine: Engine, url: str) -> None:
@@ -347,9 +351,14 @@ def test_queue_and_inference_time_come_from_the_engine(hard_engine: Engine, url:
     async def timed(request: object) -> object:
         timing = current_timing.get()
         assert timing is not None  # the server's context reaches the engine's loop
+        token = current_timing.set(None)  # the real worker measures nothing for this call
+        try:
+            result = await original(request)
+        finally:
+            current_timing.reset(token)
         timing.add_queue(0.0123)
         timing.add_inference(0.0456)
-        return await original(request)
+        return result
 
     backend.encode = timed  # type: ignore[union-attr,method-assign]
     try:
