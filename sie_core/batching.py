@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import EngineClosedError, InferenceError, OverloadedError, SieError
-from .timing import RequestTiming, current_timing
 from .padding import length_groups
+from .timing import RequestTiming, current_timing
 
 __all__ = ["BatchStats", "ModelWorker"]
 
