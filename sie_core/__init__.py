@@ -32,8 +32,10 @@ from .results import (
     Relation,
     ScoreEntry,
     ScoreResult,
+    SparseVector,
 )
 from .types import TASKS, Item, ItemLike, OutputDtype, Task
+from .vectors import maxsim
 
 __version__ = "0.1.0"
 
@@ -65,10 +67,12 @@ __all__ = [
     "RemoteUnavailableError",
     "ScoreEntry",
     "ScoreResult",
+    "SparseVector",
     "SieError",
     "Task",
     "UnknownModelError",
     "WrongTaskError",
     "load_config_file",
+    "maxsim",
     "__version__",
 ]

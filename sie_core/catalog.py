@@ -52,7 +52,8 @@ class ModelSpec:
         task: encode, score or extract.
         family: The model family (see :mod:`sie_core.families`); None = the task's default family.
         description: One line saying what the model is good for.
-        hub_id: Hub repository to load from; defaults to ``id``. None for local-only models.
+        hub_id: Hub repository to load from; defaults to ``id``. An empty string for models that are on no hub
+            (weights from ``packages`` only).
         revision: Hub revision (branch, tag or commit) to pin.
         path: Local folder with the weights (user-configured models only).
         packages: Python packages that ship the weights, tried when the hub copy is not available.
@@ -128,8 +129,8 @@ class ModelSpec:
     @property
     def repo_id(self) -> str | None:
         """The hub repository to fetch from, or None for local-only models."""
-        if self.path is not None:
-            return self.hub_id
+        if self.path is not None or self.hub_id == "":
+            return self.hub_id or None
         return self.hub_id or self.id
 
     @classmethod

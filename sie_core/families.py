@@ -19,7 +19,7 @@ from .errors import InvalidInputError, ModelLoadError
 from .requests import OPTION_NAMES, EncodeRequest, ExtractRequest, ScoreRequest
 from .types import TASKS
 
-__all__ = ["FAMILIES", "Family", "default_family", "detect_family", "family_of", "register"]
+__all__ = ["FAMILIES", "Family", "default_family", "detect_family", "encoder_family", "family_of", "register"]
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,48 @@ def detect_family(folder: Path) -> Family:
     """
     from .sources import detect_task
 
-    return default_family(detect_task(folder))
+    task = detect_task(folder)
+    named = encoder_family(folder) if task == "encode" else None
+    return FAMILIES[named] if named is not None else default_family(task)
+
+
+def encoder_family(folder: Path) -> str | None:
+    """``splade`` or ``colbert`` when an encoder folder's files say so (else None: the default dense family).
+
+    An export manifest names its family; a sentence-transformers ``SparseEncoder`` (or a pipeline with
+    ``SpladePooling`` / ``SparseStaticEmbedding``) is SPLADE; a PyLate folder (``model_type`` ColBERT, or a
+    ``pylate`` Dense module) and a Stanford checkpoint (``HF_ColBERT``) are ColBERT. A bare masked-LM folder
+    stays dense, as ``SentenceTransformer`` reads it.
+    """
+    import json
+
+    def read(name: str) -> Any:
+        try:
+            return json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    named = read("sie_export.json").get("family") if isinstance(read("sie_export.json"), dict) else None
+    if named in ("splade", "colbert"):
+        return str(named)
+    st_model = read("config_sentence_transformers.json")
+    model_type = str(st_model.get("model_type", "")) if isinstance(st_model, dict) else ""
+    if model_type == "SparseEncoder":
+        return "splade"
+    if model_type == "ColBERT":
+        return "colbert"
+    modules = read("modules.json")
+    types = (
+        " ".join(str(m.get("type", "")) for m in modules if isinstance(m, dict)) if isinstance(modules, list) else ""
+    )
+    if "SpladePooling" in types or "SparseStaticEmbedding" in types or "sparse_encoder" in types:
+        return "splade"
+    if "pylate" in types:
+        return "colbert"
+    config = read("config.json")
+    if isinstance(config, dict) and "HF_ColBERT" in (config.get("architectures") or []):
+        return "colbert"
+    return None
 
 
 _ENCODE_OPTIONS = frozenset({"instruction", "is_query", "normalize", "output_dtype", "dims"})

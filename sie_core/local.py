@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .adapters import Adapter, EncoderAdapter, ExtractorAdapter, ScorerAdapter
+from .adapters.multi import MultiEncoderAdapter
 from .catalog import Catalog
 from .config import EngineConfig
 from .errors import SieError
 from .extraction import ExtractTask, GivenEntity, given_entities, merge_extraction, plan_extraction
 from .families import Family, family_of
+from .hybrid import encode_results, maxsim_entries, wanted_outputs
 from .models import LoadedModel, ModelManager
 from .requests import EncodeRequest, ExtractRequest, ScoreRequest
 from .results import EncodeResult, ExtractResult, ModelInfo, ScoreEntry, ScoreResult
@@ -122,18 +124,25 @@ class LocalBackend:
                     logger.exception("engine listener failed")
 
     async def encode(self, request: EncodeRequest) -> list[EncodeResult]:
-        """Dense vectors for the request's texts."""
+        """Vectors for the request's texts: dense, and sparse / multi-vector for models that produce them."""
         texts = request.texts
 
-        async def work(model: LoadedModel) -> tuple[str, EncoderAdapter, list[tuple[np.ndarray, int]]]:
+        async def work(model: LoadedModel) -> tuple[str, EncoderAdapter, list[Any]]:
             adapter = model.adapter
             assert isinstance(adapter, EncoderAdapter)
-            check_dims(request.dims, adapter.dims, model.spec.id)
             prompt = adapter.prompt_for(is_query=request.is_query, instruction=request.instruction)
+            if isinstance(adapter, MultiEncoderAdapter):
+                check_dims(request.dims, adapter.output_dims().get("dense"), model.spec.id)
+                group = adapter.group(prompt, is_query=request.is_query, output_types=wanted_outputs(request))
+                costs = [adapter.cost_for(t, is_query=request.is_query) for t in texts]
+                return model.spec.id, adapter, await model.worker.submit(group, texts, costs)
+            check_dims(request.dims, adapter.dims, model.spec.id)
             costs = [adapter.cost(t) for t in texts]
             return model.spec.id, adapter, await model.worker.submit(("encode", prompt), texts, costs)
 
         model_id, adapter, outputs = await self._serve(request, "encode", work)
+        if isinstance(adapter, MultiEncoderAdapter):
+            return encode_results(model_id, adapter, request, outputs)
         normalize = request.normalize if request.normalize is not None else adapter.normalized
         vectors = finish_vectors(
             np.stack([o[0] for o in outputs]), normalize=normalize, dims=request.dims, output_dtype=request.output_dtype
@@ -153,15 +162,19 @@ class LocalBackend:
         ]
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
-        """The items ranked by the cross-encoder's logit, best first."""
+        """The items ranked by the cross-encoder's logit (or a late-interaction model's MaxSim), best first."""
         query, texts, ids = request.query.text, request.texts, request.ids
 
-        async def work(model: LoadedModel) -> tuple[str, list[float]]:
+        async def work(model: LoadedModel) -> tuple[str, list[ScoreEntry] | None, list[float] | None]:
             adapter = model.adapter
+            if isinstance(adapter, MultiEncoderAdapter):
+                return model.spec.id, await _late_interaction(model, adapter, query, texts, ids, request.top_k), None
             costs = [adapter.cost(query) + adapter.cost(t) for t in texts]
-            return model.spec.id, await model.worker.submit(("score",), [(query, t) for t in texts], costs)
+            return model.spec.id, None, await model.worker.submit(("score",), [(query, t) for t in texts], costs)
 
-        model_id, logits = await self._serve(request, "score", work)
+        model_id, late, logits = await self._serve(request, "score", work)
+        if late is not None:
+            return ScoreResult(model=model_id, scores=late, query_id=request.query.id)
         raw = np.asarray(logits, dtype=np.float64)
         relevance = 1.0 / (1.0 + np.exp(-raw))
         order = sorted(range(len(texts)), key=lambda i: (-raw[i], i))[: request.top_k]
@@ -224,8 +237,24 @@ class LocalBackend:
         return [[GivenEntity(e.start, e.end, e.label, e.score) for e in r.entities] for r in found]
 
 
+async def _late_interaction(
+    model: LoadedModel, adapter: MultiEncoderAdapter, query: str, texts: list[str], ids: list[str | None], top_k: Any
+) -> list[ScoreEntry]:
+    """MaxSim ranking: the query on the query side and the items on the document side, through the batch queue."""
+    sides = []
+    for is_query, batch in ((True, [query]), (False, texts)):
+        prompt = adapter.prompt_for(is_query=is_query, instruction=None)
+        group = adapter.group(prompt, is_query=is_query, output_types=("multivector",))
+        costs = [adapter.cost_for(t, is_query=is_query) for t in batch]
+        sides.append(model.worker.submit(group, batch, costs))
+    found_query, found_items = await asyncio.gather(*sides)
+    return maxsim_entries(found_query[0], found_items, ids, top_k)
+
+
 def _batch_runner(adapter: Adapter) -> Callable[[Hashable, list[Any]], Sequence[Any]]:
     """The function the compute thread runs for one batch of this adapter's task."""
+    if isinstance(adapter, MultiEncoderAdapter):
+        return adapter.run_group
     if isinstance(adapter, EncoderAdapter):
 
         def run_encode(group: Hashable, texts: list[Any]) -> Sequence[Any]:

@@ -39,7 +39,7 @@ from .errors import (
     UnknownModelError,
     WrongTaskError,
 )
-from .families import family_of
+from .families import encoder_family, family_of
 from .results import ModelInfo
 from .sources import (
     ModelSource,
@@ -65,6 +65,10 @@ _REQUIRES: dict[str, tuple[str, ...]] = {
     "sie_core.adapters.gliner": ("torch", "transformers", "gliner"),
     "sie_core.adapters.onnx_encoder": ("onnxruntime", "tokenizers"),
     "sie_core.adapters.onnx_scorer": ("onnxruntime", "tokenizers"),
+    "sie_core.adapters.splade": ("torch", "transformers"),
+    "sie_core.adapters.colbert": ("torch", "transformers"),
+    "sie_core.adapters.onnx_splade": ("onnxruntime", "tokenizers"),
+    "sie_core.adapters.onnx_colbert": ("onnxruntime", "tokenizers"),
 }
 _BACKEND_REQUIRES: dict[str, tuple[str, ...]] = {"torch": ("torch",), "onnx": ("onnxruntime", "tokenizers")}
 # Metadata files the torch loaders (transformers, sentence-transformers, GLiNER) parse and fail on when broken.
@@ -573,7 +577,8 @@ class ModelManager:
             if found is None:
                 raise
             task = found
-        spec = probe.with_changes(task=task, description=f"{task} model detected from {source.origin}")
+        family = encoder_family(source.path) if task == "encode" else None
+        spec = probe.with_changes(task=task, family=family, description=f"{task} model detected from {source.origin}")
         self._adhoc[name] = spec
         return spec, source
 
@@ -766,11 +771,23 @@ class ModelManager:
             last_error=stats.last_error,
             source=adapter.source.origin if adapter is not None else (spec.path or spec.repo_id),
             aliases=spec.aliases,
+            outputs=family_of(spec).outputs,
+            output_dims=_output_dims(spec, adapter),
         )
 
     def queue_depth(self) -> dict[str, int]:
         """Items queued per loaded model."""
         return {m.spec.id: m.worker.queued_items for m in self.loaded()}
+
+
+def _output_dims(spec: ModelSpec, adapter: Adapter | None) -> dict[str, int]:
+    """Dimensions per encode output: the loaded adapter's, else the catalog's ``dims`` for its one output."""
+    report = getattr(adapter, "output_dims", None)
+    if callable(report):
+        return dict(report())
+    dims = getattr(adapter, "dims", None) or spec.dims
+    outputs = family_of(spec).outputs
+    return {outputs[0]: int(dims)} if spec.task == "encode" and dims and len(outputs) == 1 else {}
 
 
 def _a(task: str) -> str:

@@ -140,7 +140,7 @@ def export_onnx(
     with _subnormals_kept():
         try:
             say(f"[1/4] loading {spec.id} ({task}) with torch from {source.origin}")
-            exporter = _load_torch(spec, source, task)
+            exporter = _exporter_for(spec, known, source, task, config)
             say(f"[2/4] exporting the fp32 graph (opset {opset}) to {FP32_FILE}")
             exporter.export(work / FP32_FILE, opset)
             exporter.save_metadata(work)
@@ -186,6 +186,18 @@ def export_onnx(
         int8_agreement=agreement,
         seconds=seconds,
     )
+
+
+def _exporter_for(spec: ModelSpec, known: bool, source: ModelSource, task: str, config: EngineConfig) -> Any:
+    """The exporter for the model's family: SPLADE and ColBERT have their own (``onnx_export_late``)."""
+    from .families import encoder_family, family_of
+
+    family = family_of(spec).name if known else (encoder_family(source.path) if task == "encode" else None)
+    if family in ("splade", "colbert"):
+        from .onnx_export_late import load_late_exporter
+
+        return load_late_exporter(spec, source, str(family), config)
+    return _load_torch(spec, source, task)
 
 
 def config_catalog(config: EngineConfig) -> Catalog:

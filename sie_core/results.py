@@ -317,6 +317,10 @@ class ModelInfo(_MappingAccess):
         last_error: The last load error message, if the last load failed.
         source: Where the weights come from (hub id, local path, or Python package).
         aliases: Other names that resolve to this model.
+        outputs: What it produces (its family's): dense / sparse / multivector for encoders, score, or what an
+            extractor finds (entities, relations, classifications, data).
+        output_dims: Dimensions per encode output when known: ``dense`` (vector length), ``sparse`` (vocabulary
+            size), ``multivector`` (dimensions per token vector).
     """
 
     id: str
@@ -339,3 +343,5 @@ class ModelInfo(_MappingAccess):
     last_error: str | None = None
     source: str | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    outputs: tuple[str, ...] = field(default_factory=tuple)
+    output_dims: dict[str, int] = field(default_factory=dict)

@@ -1,10 +1,12 @@
-"""Post-processing of dense vectors: Matryoshka truncation, normalization and output dtypes."""
+"""Post-processing of dense vectors (Matryoshka truncation, normalization, output dtypes) and MaxSim."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["finish_vectors", "l2_normalize"]
+__all__ = ["finish_vectors", "l2_normalize", "maxsim"]
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -42,3 +44,25 @@ def finish_vectors(raw: np.ndarray, *, normalize: bool, dims: int | None, output
     if output_dtype == "binary":
         return np.packbits(out > 0, axis=1)
     raise ValueError(f"unknown output dtype {output_dtype!r}")
+
+
+def maxsim(query: np.ndarray, documents: Sequence[np.ndarray]) -> np.ndarray:
+    """Late-interaction scores: for each document, the sum over query tokens of the best dot product.
+
+    Computed in float32 like ``sie_sdk.scoring.maxsim`` (for L2-normalised rows the dot product is the cosine).
+
+    Args:
+        query: ``[query_tokens, dim]``.
+        documents: Each ``[doc_tokens, dim]``.
+
+    Returns:
+        One float64 score per document (0 for a document with no tokens).
+    """
+    q = np.asarray(query, dtype=np.float32)
+    scores = np.zeros(len(documents), dtype=np.float64)
+    for i, doc in enumerate(documents):
+        d = np.asarray(doc, dtype=np.float32)
+        if d.shape[0] == 0 or q.shape[0] == 0:
+            continue
+        scores[i] = float((q @ d.T).max(axis=1).sum(dtype=np.float32))
+    return scores
