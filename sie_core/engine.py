@@ -274,19 +274,12 @@ class Engine:
         Args:
             model: Model id (None = the configured default encoder).
             items: One text or Item, or a list of them.
-            **options: ``output_types`` (any of ``dense``, ``sparse`` and ``multivector`` the model produces,
-                default ``["dense"]``; a result carries only those), ``instruction`` (replaces the query/document
-                prompt of instruction-tuned models), ``is_query`` (the model's query side: its query prompt, e.g.
-                e5 ``query: ``, a ColBERT query marker and expansion, an inference-free SPLADE's static query
-                weights), ``normalize`` (L2; None = the model's default), ``output_dtype`` (``float32``,
-                ``float16``, ``int8`` or ``binary``; dense and multivector), ``dims`` (keep the first dims,
-                Matryoshka, re-normalized; dense only). Each is described once in
-                :class:`sie_core.requests.EncodeRequest`.
+            **options: ``output_types`` (``dense``, ``sparse``, ``multivector``: those the model produces),
+                ``instruction``, ``is_query`` (the model's query side), ``normalize``, ``output_dtype``, ``dims``:
+                each described once in :class:`sie_core.requests.EncodeRequest`.
 
         Returns:
-            One :class:`EncodeResult` for one item, else a list in input order. ``sparse`` is a
-            :class:`~sie_core.SparseVector` (non-zero terms only, ``terms()`` as tokens); ``multivector`` is
-            ``[tokens, dims]``, one L2-normalised row per kept token.
+            One :class:`EncodeResult` for one item, else a list in input order, carrying the outputs asked for.
 
         Raises:
             InvalidInputError, UnknownModelError, WrongTaskError, ModelLoadError, OverloadedError.
@@ -315,10 +308,8 @@ class Engine:
     ) -> ScoreResult:
         """Rerank items against a query (cross-encoder logits, or MaxSim for late-interaction models; best first).
 
-        On a late-interaction (ColBERT) model the query is encoded on the query side, the items on the document
-        side, and ``score`` is MaxSim (the sum over query tokens of the best cosine with any item token);
-        ``relevance`` is that divided by the number of query vectors, clipped to 0..1 (a cross-encoder's is the
-        sigmoid of its logit). See :mod:`sie_core.hybrid`.
+        On a ColBERT model ``score`` is MaxSim and ``relevance`` its mean per query vector, clipped to 0..1
+        (a cross-encoder's is the sigmoid of its logit); see :mod:`sie_core.hybrid`.
 
         Args:
             model: Model id (None = the configured default reranker).
