@@ -643,17 +643,22 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
         except SieError as exc:
             raise _fail(exc) from None
         defaults = {t: default_id(t) for t in ("encode", "score", "extract")}
+
+        def task_of(tasks: Sequence[str]) -> str:
+            # A model with several tasks (a ColBERT encoder also reranks) is listed under the one asked for.
+            return wanted if wanted is not None and wanted in tasks else tasks[0]
+
         entries = [
             ModelEntry(
                 id=i.id,
-                task=i.tasks[0],
-                default=defaults.get(i.tasks[0]) == i.id,
+                task=task_of(i.tasks),
+                default=defaults.get(task_of(i.tasks)) == i.id,
                 loaded=i.loaded,
                 state=i.state,
                 device=i.device,
                 dims=i.dims,
                 description=i.description,
-                **_capabilities(engine, i.id, i.tasks[0]),
+                **_capabilities(engine, i.id, task_of(i.tasks)),
             )
             for i in infos
         ]
