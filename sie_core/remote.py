@@ -239,7 +239,7 @@ class RemoteBackend:
         name = str(request.model)
         body = EncodeBody.from_request(request).model_dump(exclude_none=True)
         data = await self._call("encode", name, len(request.items), body)
-        return encode_results_from_wire(data, name, request.ids, request.output_dtype)
+        return encode_results_from_wire(data, name, request.ids, request.output_dtype, request.output_types)
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
         """Score on the server (``top_k`` is applied here, so any SIE server works)."""

@@ -34,6 +34,7 @@ from .results import (
     Relation,
     ScoreEntry,
     ScoreResult,
+    SparseVector,
 )
 
 __all__ = [
@@ -257,8 +258,8 @@ def model_info_to_wire(info: ModelInfo) -> dict[str, Any]:
         "state": _wire_state(info),
         "last_error": last_error,
         "inputs": ["text"],
-        "outputs": list(_OUTPUTS.get(task, [])),
-        "dims": {"dense": info.dims} if task == "encode" and info.dims else {},
+        "outputs": list(info.outputs) or list(_OUTPUTS.get(task, [])),
+        "dims": _dims_to_wire(info, task),
         "max_sequence_length": info.max_length,
         "revision": None,
         "aliases": list(info.aliases),
@@ -278,6 +279,14 @@ def model_info_to_wire(info: ModelInfo) -> dict[str, Any]:
         "errors": info.errors,
         "source": info.source,
     }
+
+
+def _dims_to_wire(info: ModelInfo, task: str) -> dict[str, int]:
+    """SIE's ``dims``: dimensions per encode output (dense length, sparse vocabulary, multivector per token)."""
+    dims = dict(info.output_dims)
+    if task == "encode" and info.dims and "dense" in (info.outputs or ("dense",)):
+        dims.setdefault("dense", info.dims)
+    return dims
 
 
 def error_body(exc: SieError) -> dict[str, Any]:
@@ -305,12 +314,23 @@ def _as_array(values: Any, dtype: str) -> np.ndarray:
 
 
 def encode_results_from_wire(
-    data: Mapping[str, Any], model: str, ids: Sequence[str | None], output_dtype: str
+    data: Mapping[str, Any],
+    model: str,
+    ids: Sequence[str | None],
+    output_dtype: str,
+    output_types: Sequence[str] = ("dense",),
 ) -> list[EncodeResult]:
     """EncodeResults from an encode answer (ours or any SIE server's).
 
+    Args:
+        data: The decoded answer.
+        model: The model id asked for.
+        ids: The item ids sent, in order.
+        output_dtype: The dtype asked for (used when the answer does not say).
+        output_types: The outputs asked for; each must be in every item of the answer.
+
     Raises:
-        RemoteError: The answer does not have one dense vector per input.
+        RemoteError: The answer does not have one result per input, or lacks an output that was asked for.
     """
     items = data.get("items")
     if not isinstance(items, list) or len(items) != len(ids):
@@ -319,26 +339,60 @@ def encode_results_from_wire(
     model_id = data.get("model") if isinstance(data.get("model"), str) and data.get("model") else model
     results = []
     for item, item_id in zip(items, ids):
-        dense = item.get("dense") if isinstance(item, Mapping) else None
-        if not isinstance(dense, Mapping) or dense.get("values") is None:
-            raise RemoteError(f"the server's encode answer for {model!r} has no dense vector")
-        dtype = str(dense.get("dtype") or output_dtype)
-        vector = _as_array(dense["values"], dtype)
-        dims = dense.get("dims")
-        if not isinstance(dims, int):
-            dims = vector.shape[-1] * (8 if dtype == "binary" else 1)
+        if not isinstance(item, Mapping):
+            raise RemoteError(f"the server's encode answer for {model!r} has an item that is not a map")
+        missing = [o for o in output_types if not isinstance(item.get(o), Mapping) or item[o].get("values") is None]
+        if missing:
+            raise RemoteError(f"the server's encode answer for {model!r} has no {' or '.join(missing)} output")
+        dense, dims, dtype = None, 0, output_dtype
+        if isinstance(item.get("dense"), Mapping) and item["dense"].get("values") is not None:
+            dtype = str(item["dense"].get("dtype") or output_dtype)
+            dense = _as_array(item["dense"]["values"], dtype)
+            wire_dims = item["dense"].get("dims")
+            dims = wire_dims if isinstance(wire_dims, int) else dense.shape[-1] * (8 if dtype == "binary" else 1)
         results.append(
             EncodeResult(
                 model=str(model_id),
-                dense=vector,
+                dense=dense,
                 dims=int(dims),
                 dtype=dtype,
                 truncated=bool(item.get("truncated", False)),
                 tokens=int(item.get("tokens", 0) or 0),
                 id=item.get("id", item_id),
+                sparse=_sparse_from_wire(item.get("sparse"), model),
+                multivector=_multivector_from_wire(item.get("multivector"), model, output_dtype),
             )
         )
     return results
+
+
+def _sparse_from_wire(value: Any, model: str) -> SparseVector | None:
+    if not isinstance(value, Mapping) or value.get("values") is None:
+        return None
+    indices = np.asarray(value.get("indices", []), dtype=np.int32).reshape(-1)
+    values = np.asarray(value["values"], dtype=np.float32).reshape(-1)
+    if indices.shape != values.shape:
+        raise RemoteError(
+            f"the server's sparse vector for {model!r} has {len(indices)} indices and {len(values)} values"
+        )
+    order = np.argsort(indices, kind="stable")  # SIE servers may send terms in any order; ours are ascending
+    dims = value.get("dims")
+    return SparseVector(indices=indices[order], values=values[order], dims=dims if isinstance(dims, int) else 0)
+
+
+def _multivector_from_wire(value: Any, model: str, output_dtype: str) -> np.ndarray | None:
+    if not isinstance(value, Mapping) or value.get("values") is None:
+        return None
+    dtype = str(value.get("dtype") or output_dtype)
+    matrix = _as_array(value["values"], dtype)
+    if matrix.ndim == 1:  # a flat list from a JSON answer: rows of token_dims
+        token_dims = value.get("token_dims")
+        if not isinstance(token_dims, int) or token_dims <= 0 or matrix.size % token_dims:
+            raise RemoteError(f"the server's multivector for {model!r} has no usable token_dims")
+        matrix = matrix.reshape(-1, token_dims)
+    if matrix.ndim != 2:
+        raise RemoteError(f"the server's multivector for {model!r} is not a [tokens, dims] matrix")
+    return matrix
 
 
 def score_result_from_wire(
@@ -442,6 +496,8 @@ def model_info_from_wire(entry: Mapping[str, Any]) -> ModelInfo:
         tasks = sorted({_TASK_FROM_OUTPUT.get(o, "extract") for o in outputs}) or ["encode"]
     dims = entry.get("dims")
     dense_dims = dims.get("dense") if isinstance(dims, Mapping) else dims if isinstance(dims, int) else None
+    output_dims = {str(k): v for k, v in dims.items() if isinstance(v, int)} if isinstance(dims, Mapping) else {}
+    outputs = entry.get("outputs")
     state = str(entry.get("state") or ("loaded" if entry.get("loaded") else "not_loaded"))
     last_error = entry.get("last_error")
     if isinstance(last_error, Mapping):
@@ -467,6 +523,8 @@ def model_info_from_wire(entry: Mapping[str, Any]) -> ModelInfo:
         last_error=str(last_error) if last_error else None,
         source=entry.get("source"),
         aliases=tuple(entry.get("aliases") or ()),
+        outputs=tuple(str(o) for o in outputs) if isinstance(outputs, list) else (),
+        output_dims=output_dims,
     )
 
 

@@ -1,8 +1,9 @@
 """sie_langchain: LangChain classes over the sie_core engine — the model is an argument of every class.
 
-``SIEEmbeddings`` (an ``Embeddings`` for vector stores), ``SIEReranker`` (a document compressor),
-``SIERetriever`` (dense search plus optional reranking), ``SIEExtractor`` (an agent tool) and
-``SIEToolkit`` (search, rerank and extract tools whose ``model`` argument lets the agent pick the model).
+``SIEEmbeddings`` (an ``Embeddings`` for vector stores), ``SIESparseEncoder`` (SPLADE vectors for hybrid
+search), ``SIEReranker`` (a document compressor), ``SIERetriever`` (dense or hybrid dense + sparse search,
+plus optional cross-encoder or ColBERT reranking), ``SIEExtractor`` (an agent tool) and ``SIEToolkit``
+(search, rerank and extract tools whose ``model`` argument lets the agent pick the model).
 Class names and constructor arguments follow SIE's own ``sie-langchain`` package, but the models run in
 this process through one shared :class:`sie_core.Engine` (no server to start); ``base_url=`` talks to a
 remote SIE-compatible server instead.
@@ -18,6 +19,7 @@ from ._engine import SIEEngineClient, default_engine, remote_engine, set_default
 from .embeddings import SIEEmbeddings
 from .rerankers import SIEReranker
 from .retrievers import SIERetriever
+from .sparse import SIESparseEncoder
 from .toolkits import SIEToolkit
 from .tools import SIEExtractor, SIERerankTool, SIESearchTool
 
@@ -29,6 +31,7 @@ __all__ = [
     "SIEReranker",
     "SIERetriever",
     "SIESearchTool",
+    "SIESparseEncoder",
     "SIEToolkit",
     "default_engine",
     "remote_engine",

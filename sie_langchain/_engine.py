@@ -17,7 +17,7 @@ __all__ = ["SIEEngineClient", "default_engine", "remote_engine", "set_default_en
 
 _lock = threading.Lock()
 _default: Engine | None = None
-_remotes: dict[tuple[str, str | None], Engine] = {}
+_remotes: dict[tuple[str, str | None, float | None], Engine] = {}
 
 
 def default_engine() -> Engine:
@@ -43,18 +43,26 @@ def set_default_engine(engine: Engine | None) -> None:
         _default = engine
 
 
-def remote_engine(base_url: str, api_key: str | None = None) -> Engine:
-    """The engine for a remote SIE-compatible server; one per (``base_url``, ``api_key``), shared by all classes.
+def remote_engine(base_url: str, api_key: str | None = None, timeout_s: float | None = None) -> Engine:
+    """The engine for a remote SIE-compatible server; one per (``base_url``, ``api_key``, ``timeout_s``), shared.
+
+    Args:
+        base_url: The server's URL.
+        api_key: Bearer token.
+        timeout_s: Seconds to wait for an answer; None keeps the engine's default (``SIE_REMOTE_TIMEOUT_S``).
 
     Raises:
         InvalidInputError: ``base_url`` is not an absolute http(s) URL.
     """
-    key = (base_url, api_key)
+    key = (base_url, api_key, timeout_s)
     with _lock:
         engine = _remotes.get(key)
         if engine is not None and not engine.closed:
             return engine
-        engine = Engine(base_url=base_url, api_key=api_key)
+        if timeout_s is None:
+            engine = Engine(base_url=base_url, api_key=api_key)
+        else:
+            engine = Engine(base_url=base_url, api_key=api_key, remote_timeout_s=timeout_s)
         _remotes[key] = engine
         return engine
 
@@ -87,6 +95,10 @@ class SIEEngineClient(BaseModel):
             raise InvalidInputError("api_key is only used with base_url (a remote server); set base_url too")
         return self
 
+    def _remote_timeout_s(self) -> float | None:
+        """Seconds a remote call may take (None: the engine's default); classes with ``timeout_s`` override it."""
+        return None
+
     @property
     def client(self) -> Engine:
         """The engine this object calls: ``engine``, else the remote one for ``base_url``, else the default."""
@@ -95,7 +107,7 @@ class SIEEngineClient(BaseModel):
                 self._client = self.engine
             elif self.base_url is not None:
                 key = self.api_key.get_secret_value() if self.api_key is not None else None
-                self._client = remote_engine(self.base_url, key)
+                self._client = remote_engine(self.base_url, key, self._remote_timeout_s())
             else:
                 self._client = default_engine()
         return self._client

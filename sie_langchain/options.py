@@ -12,6 +12,7 @@ __all__ = ["NARROWED", "OFFERED", "OMITTED"]
 #: Class -> the request options it offers as fields.
 OFFERED: dict[str, tuple[str, ...]] = {
     "SIEEmbeddings": ("instruction", "normalize", "dims", "output_dtype"),
+    "SIESparseEncoder": (),
     "SIEReranker": ("top_k",),
     "SIERerankTool": ("top_k",),
     "SIEExtractor": ("labels", "relation_labels", "classes", "threshold"),
@@ -22,6 +23,14 @@ OMITTED: dict[str, dict[str, str]] = {
     "SIEEmbeddings": {
         "is_query": "embed_query applies the model's query prompt, embed_documents its document prompt",
         "output_types": "a LangChain Embeddings returns one dense vector per text",
+    },
+    "SIESparseEncoder": {
+        "is_query": "encode_queries uses the model's query side, encode_documents its document side",
+        "output_types": "always sparse: the class returns Pinecone's {indices, values} vectors",
+        "instruction": "sparse (SPLADE) models take no instruction",
+        "normalize": "sparse term weights are not normalized (the dot product is the relevance)",
+        "dims": "a sparse vector's length is the vocabulary; only its non-zero terms are returned",
+        "output_dtype": "sparse weights are float32 (returned as Python floats)",
     },
     "SIEReranker": {},
     "SIERerankTool": {},

@@ -1,4 +1,4 @@
-"""SIERetriever: two-stage retrieval — dense search with an encode model, then optional reranking."""
+"""SIERetriever: two-stage retrieval — dense (or hybrid dense + sparse) search, then optional reranking."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from sie_core import InvalidInputError
+from sie_core import EncodeResult, InvalidInputError, SparseVector
 
 from ._engine import SIEEngineClient
+from ._sparse_index import SparseIndex, reciprocal_rank_fusion
 from .embeddings import _chunks
 from .rerankers import ranked_documents
 
@@ -32,12 +33,22 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
       other model named per call on first use), so one corpus can be searched with several models;
     * any LangChain ``VectorStore`` (``vectorstore=``) — its own embeddings do the first stage.
 
+    **Hybrid search** (own index): with ``sparse_model`` (a SPLADE-family model) each document also gets a
+    sparse vector, and the first stage fuses the dense ranking and the sparse ranking (dot product of term
+    weights) by reciprocal-rank fusion: ``sum(1 / (rrf_k + rank))`` over the two lists, ranks from 1. Exact
+    terms, names and codes that a dense model blurs then still find their documents. **Late-interaction
+    reranking**: ``rerank_model`` may be a ColBERT model (scored by MaxSim) as well as a cross-encoder.
+
     Returned documents carry ``metadata["similarity_score"]`` (cosine similarity for the own index, the
-    store's score for a VectorStore) and, when reranked, ``metadata["relevance_score"]`` (0..1).
+    store's score for a VectorStore), in hybrid mode ``metadata["sparse_score"]`` and ``metadata["fusion_score"]``
+    (a score is absent when the document was not in that list's candidates), and, when reranked,
+    ``metadata["relevance_score"]`` (0..1).
 
     Args:
         model: Encode model for the own index; None uses the engine's default encoder.
-        rerank_model: Score model for the second stage; None skips reranking.
+        sparse_model: Sparse encode model for hybrid search (own index only); None searches dense only.
+        rrf_k: The constant of reciprocal-rank fusion (60, as in Cormack et al.); larger flattens the ranks.
+        rerank_model: Score model (cross-encoder or ColBERT) for the second stage; None skips reranking.
         k: Documents to return (per call: ``invoke(query, k=2)``).
         fetch_k: Candidates the first stage hands to the reranker.
         instruction: Task instruction for instruction-tuned encode models.
@@ -58,8 +69,12 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
 
     model: str | None = None
     """Encode model for the own index; None uses the engine's default encoder."""
+    sparse_model: str | None = None
+    """Sparse (SPLADE) model whose ranking is fused with the dense one (own index); None: dense only."""
+    rrf_k: int = Field(default=60, gt=0)
+    """Reciprocal-rank fusion constant: a document's fused score is sum(1 / (rrf_k + rank))."""
     rerank_model: str | None = None
-    """Score model that reranks the first-stage candidates; None returns them as they are."""
+    """Score model (cross-encoder, or ColBERT by MaxSim) that reranks the candidates; None keeps them as they are."""
     k: int = Field(default=4, gt=0)
     """How many documents to return."""
     fetch_k: int = Field(default=20, gt=0)
@@ -73,6 +88,7 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
 
     _docs: list[Document] = PrivateAttr(default_factory=list)
     _index: dict[str, np.ndarray] = PrivateAttr(default_factory=dict)
+    _sparse: dict[str, SparseIndex] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @model_validator(mode="after")
@@ -81,6 +97,11 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
             raise InvalidInputError(
                 "model names the encoder of SIERetriever's own index; a vectorstore embeds queries with its own "
                 "embeddings (e.g. SIEEmbeddings(model=...)), so leave model unset when passing vectorstore"
+            )
+        if self.vectorstore is not None and self.sparse_model is not None:
+            raise InvalidInputError(
+                "sparse_model adds sparse vectors to SIERetriever's own index; a vectorstore searches with its own "
+                "embeddings only, so leave sparse_model unset when passing vectorstore"
             )
         return self
 
@@ -136,6 +157,8 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
         docs = self._append(documents)
         if docs:
             self._matrix(self._model_name(None))
+            if self.sparse_model is not None:
+                self._sparse_index(self.sparse_model)
         return [d.id for d in docs if d.id is not None]
 
     async def aadd_documents(self, documents: Sequence[Document], **kwargs: Any) -> list[str]:
@@ -147,6 +170,8 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
         docs = self._append(documents)
         if docs:
             await self._amatrix(self._model_name(None))
+            if self.sparse_model is not None:
+                await self._asparse_index(self.sparse_model)
         return [d.id for d in docs if d.id is not None]
 
     def _append(self, documents: Sequence[Document]) -> list[Document]:
@@ -215,19 +240,70 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
                 rows.extend(r.dense_vector() for r in results)
             self._store(model, done, rows)
 
+    def _sparse_pending(self, model: str) -> tuple[int, list[str]]:
+        with self._lock:
+            done = len(self._sparse[model]) if model in self._sparse else 0
+            return done, [d.page_content for d in self._docs[done:]]
+
+    def _sparse_store(self, model: str, done: int, results: list[EncodeResult]) -> None:
+        with self._lock:
+            index = self._sparse.setdefault(model, SparseIndex())
+            if len(index) == done:  # else someone else added these rows meanwhile; the caller re-checks
+                index.extend([r.sparse for r in results if r.sparse is not None])
+
+    def _sparse_index(self, model: str) -> SparseIndex:
+        """The corpus's sparse vectors for ``model``, encoding any documents that do not have one yet."""
+        while True:
+            done, texts = self._sparse_pending(model)
+            if not texts:
+                return self._sparse.get(model, SparseIndex())
+            results = [r for c in _chunks(texts) for r in self.client.encode(model, c, output_types=["sparse"])]
+            self._sparse_store(model, done, results)
+
+    async def _asparse_index(self, model: str) -> SparseIndex:
+        while True:
+            done, texts = self._sparse_pending(model)
+            if not texts:
+                return self._sparse.get(model, SparseIndex())
+            results = [r for c in _chunks(texts) for r in await self.client.aencode(model, c, output_types=["sparse"])]
+            self._sparse_store(model, done, results)
+
     def _nearest(self, matrix: np.ndarray, query: np.ndarray, n: int) -> list[Document]:
         if len(matrix) == 0:
             return []
         sims = matrix @ np.asarray(query, dtype=np.float32)
-        n = min(n, len(sims))
-        top = np.argpartition(-sims, n - 1)[:n] if n < len(sims) else np.arange(len(sims))
-        order = sorted(top.tolist(), key=lambda i: (-sims[i], i))
+        order = _top(sims, n)
+        return self._documents(order, similarity_score={i: float(sims[i]) for i in order})
+
+    def _hybrid(
+        self, matrix: np.ndarray, dense: np.ndarray, index: SparseIndex, sparse: SparseVector | None, n: int
+    ) -> list[Document]:
+        """The first ``n`` documents by reciprocal-rank fusion of the dense and the sparse ranking."""
+        if len(matrix) == 0:
+            return []
+        sims = matrix @ np.asarray(dense, dtype=np.float32)
+        dots = index.scores(sparse)
+        dense_top = _top(sims, n)
+        sparse_top = [i for i in _top(dots, n) if dots[i] > 0]  # no shared term: not a sparse match at all
+        fused = reciprocal_rank_fusion([dense_top, sparse_top], self.rrf_k)
+        order = sorted(fused, key=lambda i: (-fused[i], i))[:n]
+        in_dense, in_sparse = set(dense_top), set(sparse_top)
+        return self._documents(
+            order,
+            similarity_score={i: float(sims[i]) for i in order if i in in_dense},
+            sparse_score={i: float(dots[i]) for i in order if i in in_sparse},
+            fusion_score=fused,
+        )
+
+    def _documents(self, order: list[int], **scores: dict[int, float]) -> list[Document]:
+        """The documents at ``order`` with each score they have as metadata (by the score's name)."""
         with self._lock:
             docs = [self._docs[i] for i in order]
-        return [
-            Document(page_content=d.page_content, metadata={**d.metadata, "similarity_score": float(sims[i])}, id=d.id)
-            for d, i in zip(docs, order)
-        ]
+        out = []
+        for d, i in zip(docs, order):
+            extra = {name: by_doc[i] for name, by_doc in scores.items() if i in by_doc}
+            out.append(Document(page_content=d.page_content, metadata={**d.metadata, **extra}, id=d.id))
+        return out
 
     # ------------------------------------------------------------------ search
     def _sizes(self, k: int | None) -> tuple[int, int]:
@@ -255,7 +331,12 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
             if len(matrix) == 0:
                 return []
             q = self.client.encode(name, query, instruction=self.instruction, is_query=True, normalize=True)
-            candidates = self._nearest(matrix, q.dense_vector(), fetch)
+            if self.sparse_model is None:
+                candidates = self._nearest(matrix, q.dense_vector(), fetch)
+            else:
+                index = self._sparse_index(self.sparse_model)
+                sq = self.client.encode(self.sparse_model, query, output_types=["sparse"], is_query=True)
+                candidates = self._hybrid(matrix, q.dense_vector(), index, sq.sparse, fetch)
         if self.rerank_model is None or not candidates:
             return candidates[:want]
         result = self.client.score(self.rerank_model, query, [d.page_content for d in candidates], top_k=want)
@@ -274,7 +355,12 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
             if len(matrix) == 0:
                 return []
             q = await self.client.aencode(name, query, instruction=self.instruction, is_query=True, normalize=True)
-            candidates = self._nearest(matrix, q.dense_vector(), fetch)
+            if self.sparse_model is None:
+                candidates = self._nearest(matrix, q.dense_vector(), fetch)
+            else:
+                index = await self._asparse_index(self.sparse_model)
+                sq = await self.client.aencode(self.sparse_model, query, output_types=["sparse"], is_query=True)
+                candidates = self._hybrid(matrix, q.dense_vector(), index, sq.sparse, fetch)
         if self.rerank_model is None or not candidates:
             return candidates[:want]
         result = await self.client.ascore(self.rerank_model, query, [d.page_content for d in candidates], top_k=want)
@@ -299,6 +385,15 @@ class SIERetriever(SIEEngineClient, BaseRetriever):
         model: str | None = None,
     ) -> list[Document]:
         return await self.asearch(query, k=k, model=model)
+
+
+def _top(scores: np.ndarray, n: int) -> list[int]:
+    """Positions of the ``n`` highest scores, best first (ties by position)."""
+    n = min(n, len(scores))
+    if n <= 0:
+        return []
+    top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+    return sorted(top.tolist(), key=lambda i: (-scores[i], i))
 
 
 def _with_similarity(doc: Document, score: float) -> Document:

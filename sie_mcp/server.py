@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, Field
 
-from sie_core import Engine, InvalidInputError, SieError, __version__
+from sie_core import EncodeResult, Engine, InvalidInputError, SieError, SparseVector, __version__
 from sie_core.families import family_of
 from sie_core.requests import (
     Classes,
@@ -62,6 +63,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_TOP_TERMS = 20  # terms per sparse vector in structuredContent.sparse[].top_terms
+_TERMS_SHOWN = 10  # of those, in the text part
+
 TASK_NAMES = {"encode": "encode", "score": "score", "rerank": "score", "extract": "extract"}
 
 
@@ -91,14 +95,46 @@ class McpSettings:
 
 
 # ---------------------------------------------------------------------------------------------- results
+class SparseTerm(BaseModel):
+    """One term of a sparse vector, as text."""
+
+    token: str = Field(description="The vocabulary token (word piece) of the term.")
+    weight: float = Field(description="Its weight; a query and a document match on the terms they share.")
+
+
+class SparseOutput(BaseModel):
+    """A sparse (SPLADE) vector: the non-zero terms only."""
+
+    indices: list[int] = Field(description="Term ids (vocabulary indices), ascending.")
+    values: list[float] = Field(description="The weight of each term in indices.")
+    top_terms: list[SparseTerm] = Field(description="The heaviest terms as tokens, heaviest first (at most 20).")
+
+
+class MultivectorOutput(BaseModel):
+    """Per-token vectors (late interaction, ColBERT): one L2-normalised row per kept token."""
+
+    num_tokens: int = Field(description="Rows: the tokens kept.")
+    token_dims: int = Field(description="Dimensions of each token vector.")
+    values: list[list[float]] = Field(description="The [num_tokens, token_dims] matrix.")
+
+
 class EncodeOutput(BaseModel):
-    """Vectors for the texts, in input order."""
+    """The outputs asked for (output_types), one per text, in input order."""
 
     model: str = Field(description="The model that produced the vectors.")
-    count: int = Field(description="Number of vectors (one per input text).")
-    dims: int = Field(description="Dimensions of each vector (before bit packing when dtype is binary).")
+    count: int = Field(description="Number of texts encoded.")
+    dims: int = Field(
+        description="Dimensions of each dense vector (before bit packing when dtype is binary); 0 "
+        "when dense was not asked for."
+    )
     dtype: str = Field(description="float32, float16, int8, or binary (each vector packed 8 dimensions per byte).")
-    vectors: list[list[int]] | list[list[float]] = Field(description="One vector per input text, in input order.")
+    vectors: list[list[int]] | list[list[float]] = Field(
+        default_factory=list, description="Dense vectors, one per text (empty when dense was not asked for)."
+    )
+    sparse: list[SparseOutput] | None = Field(default=None, description="Sparse vectors, when asked for.")
+    multivectors: list[MultivectorOutput] | None = Field(
+        default=None, description="Token-vector matrices, when multivector was asked for."
+    )
     tokens: list[int] = Field(description="Tokens each text had before any truncation.")
     truncated: list[int] = Field(description="Indices of texts longer than the model's window, cut before encoding.")
 
@@ -108,8 +144,11 @@ class RankedDocument(BaseModel):
 
     rank: int = Field(description="1 = most relevant.")
     index: int = Field(description="Position of the document in the request's documents list.")
-    relevance: float = Field(description="Relevance from 0 to 1 (sigmoid of the score).")
-    score: float = Field(description="The reranker's raw score (logit); higher is more relevant.")
+    relevance: float = Field(
+        description="Relevance from 0 to 1: the sigmoid of a cross-encoder's score; MaxSim per query token for a "
+        "late-interaction (ColBERT) model."
+    )
+    score: float = Field(description="The reranker's raw score (a logit, or MaxSim); higher is more relevant.")
     document: str = Field(description="The document text.")
 
 
@@ -178,7 +217,11 @@ class ModelEntry(BaseModel):
     loaded: bool = Field(description="Whether it is in memory now (the first call to an unloaded model is slower).")
     state: str = Field(description="not_loaded, loading, loaded or failed.")
     device: str | None = Field(description="Device it runs on when loaded.")
-    dims: int | None = Field(description="Vector dimensions (encode models), when known.")
+    dims: int | None = Field(description="Dense vector dimensions (encode models), when known.")
+    outputs: list[str] = Field(
+        default_factory=list,
+        description="For encode models: what encode's output_types may ask of it (dense, sparse, multivector).",
+    )
     description: str = Field(description="What the model is good for.")
     finds: list[str] = Field(
         default_factory=list,
@@ -288,11 +331,76 @@ async def _with_progress(engine: Engine, ctx: Context, model: str, work: Awaitab
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
+def _encode_result(results: list[EncodeResult], output_types: Sequence[str], preview_lines: int) -> CallToolResult:
+    """The encode tool's answer: the outputs in structuredContent, a summary an agent can read in the text part."""
+    first = results[0]
+    truncated = [i for i, r in enumerate(results) if r.truncated]
+    output = EncodeOutput(
+        model=first.model,
+        count=len(results),
+        dims=first.dims,
+        dtype=first.dtype,
+        vectors=[r.dense.tolist() for r in results if r.dense is not None],
+        sparse=[_sparse_output(r.sparse) for r in results if r.sparse is not None]
+        if "sparse" in output_types
+        else None,
+        multivectors=[
+            MultivectorOutput(num_tokens=m.shape[0], token_dims=m.shape[1], values=m.astype(np.float32).tolist())
+            for m in (r.multivector for r in results)
+            if m is not None
+        ]
+        if "multivector" in output_types
+        else None,
+        tokens=[r.tokens for r in results],
+        truncated=truncated,
+    )
+    n = _plural(len(results), "text")
+    lines = []
+    if output.vectors:
+        lines.append(
+            f"Encoded {n} with {first.model}: {_plural(len(results), 'vector')} of {first.dims} dimensions "
+            f"({first.dtype}) in structuredContent.vectors."
+        )
+    if output.sparse is not None:
+        lines.append(f"Sparse vectors of {n} from {first.model} in structuredContent.sparse; heaviest terms:")
+        lines += [
+            f"{i}. {_plural(len(v.indices), 'term')}: "
+            + ", ".join(f"{t.token} {t.weight:.2f}" for t in v.top_terms[:_TERMS_SHOWN])
+            for i, v in enumerate(output.sparse[:preview_lines])
+        ]
+    if output.multivectors is not None:
+        lines.append(f"Token vectors of {n} from {first.model} in structuredContent.multivectors:")
+        lines += [
+            f"{i}. {m.num_tokens} x {m.token_dims} ({first.dtype})"
+            for i, m in enumerate(output.multivectors[:preview_lines])
+        ]
+    if len(results) > preview_lines and (output.sparse is not None or output.multivectors is not None):
+        lines.append(f"... {len(results) - preview_lines} more texts in structuredContent")
+    if truncated:
+        lines.append(f"{_plural(len(truncated), 'text')} exceeded the model's window and were cut: {truncated[:20]}.")
+    return _result("\n".join(lines), output)
+
+
+def _sparse_output(vector: SparseVector) -> SparseOutput:
+    return SparseOutput(
+        indices=vector.indices.tolist(),
+        values=vector.values.astype(np.float64).tolist(),
+        top_terms=[SparseTerm(token=t, weight=w) for t, w in vector.terms(_TOP_TERMS)],
+    )
+
+
 # ---------------------------------------------------------------------------------------------- descriptions
 def _model_list(engine: Engine, task: str, limit: int = 8) -> str:
-    ids = [s.id for s in engine.catalog.for_task(task)]
+    ids = [s.id for s in engine.catalog if task in _tasks_of(s)]
     shown = ", ".join(ids[:limit])
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "") if ids else "none configured"
+
+
+def _tasks_of(spec: Any) -> tuple[str, ...]:
+    try:
+        return family_of(spec).tasks
+    except SieError:  # a misconfigured entry: its load will say what is wrong
+        return (spec.task,)
 
 
 def _descriptions(engine: Engine) -> dict[str, str]:
@@ -304,15 +412,19 @@ def _descriptions(engine: Engine) -> dict[str, str]:
     )
     return {
         "encode": (
-            "Embed texts as dense vectors with an embedding (bi-encoder, sentence-transformers) model, for semantic "
-            "search, clustering and similarity. Vectors go to structuredContent.vectors (one per text, in order); "
-            "the text reply is a one-line summary. Set is_query=true for search queries, false for documents. "
+            "Embed texts with an embedding model, for semantic search, clustering and similarity: dense vectors "
+            "(bi-encoders, sentence-transformers) by default; sparse term weights (SPLADE, output_types=['sparse']) "
+            "for exact terms and names; per-token vectors (ColBERT, output_types=['multivector']) for late "
+            "interaction - list_models shows each model's outputs. Results go to structuredContent (vectors, "
+            "sparse, multivectors; one per text, in order); the text reply is a summary (a sparse vector's heaviest "
+            "terms as words). Set is_query=true for search queries, false for documents. "
             f"Default model: {d('encode')}. Embedding models: {_model_list(engine, 'encode')}.{policy} "
             "Rerankers and extractors cannot encode."
         ),
         "rerank": (
-            "Rank documents by relevance to a query with a cross-encoder reranker model; returns the documents "
-            "best first with their index, relevance (0-1) and raw score. Use it to reorder search results "
+            "Rank documents by relevance to a query with a reranker: a cross-encoder, or a late-interaction (ColBERT) "
+            "model scored by MaxSim; returns the documents best first with their index, relevance (0-1) and raw "
+            "score. Use it to reorder search results "
             f"before reading them. Default model: {d('score')}. Reranker models: {_model_list(engine, 'score')}."
             f"{policy} Embedding models and extractors cannot rerank."
         ),
@@ -542,24 +654,7 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
             results = await _with_progress(engine, ctx, name, work, interval)
         except SieError as exc:
             raise _fail(exc, "texts") from None
-        first = results[0]
-        truncated = [i for i, r in enumerate(results) if r.truncated]
-        output = EncodeOutput(
-            model=first.model,
-            count=len(results),
-            dims=first.dims,
-            dtype=first.dtype,
-            vectors=[r.dense_vector().tolist() for r in results],
-            tokens=[r.tokens for r in results],
-            truncated=truncated,
-        )
-        text = (
-            f"Encoded {_plural(len(results), 'text')} with {first.model}: {_plural(len(results), 'vector')} of "
-            f"{first.dims} dimensions ({first.dtype}) in structuredContent.vectors."
-        )
-        if truncated:
-            text += f" {_plural(len(truncated), 'text')} exceeded the model's window and were cut: {truncated[:20]}."
-        return _result(text, output)
+        return _encode_result(results, output_types, s.preview_lines)
 
     async def rerank(
         query: Annotated[str, Field(description=QUERY_HELP)],
@@ -658,6 +753,7 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
                 device=i.device,
                 dims=i.dims,
                 description=i.description,
+                outputs=list(i.outputs) if "encode" in i.tasks else [],
                 **_capabilities(engine, i.id, task_of(i.tasks)),
             )
             for i in infos
@@ -668,6 +764,8 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
             if m.state == "failed":
                 flags.append("failed to load")
             mark = f" [{', '.join(flags)}]" if flags else ""
+            if m.outputs and m.outputs != ["dense"]:
+                mark += f" (outputs {', '.join(m.outputs)})"
             if m.finds:
                 mark += f" (finds {', '.join(m.finds)}" + (f"; labels: {', '.join(m.labels)}" if m.labels else "") + ")"
             lines.append(f"- {m.task}: {m.id}{mark}" + (f" — {m.description}" if m.description else ""))

@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sie_core import Engine, InvalidInputError
+from sie_core.families import family_of
 from sie_core.requests import EmbeddingsBody, RerankBody, parse
 
 from .common import read_body, respond, run_call, state_of
@@ -27,6 +29,7 @@ async def embeddings(request: Request) -> Response:
     body = parse(EmbeddingsBody, await read_body(request), where="the embeddings body")
     engine = state_of(request).engine
     model = body.model or engine.default_model("encode")
+    _check_dense(engine, model)
     results = await run_call(request, model, "encode", lambda: engine.aencode_request(body.to_request(model)))
     data = []
     for i, r in enumerate(results):
@@ -44,6 +47,19 @@ async def embeddings(request: Request) -> Response:
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
     return respond(request, answer, msgpack=False)
+
+
+def _check_dense(engine: Engine, model: str) -> None:
+    """Refuse, pointing to SIE's route, an encoder whose outputs OpenAI's embedding shape cannot carry."""
+    spec = engine.catalog.get(model)
+    if spec is None or spec.task != "encode":
+        return  # the engine's own error names unknown models and wrong tasks
+    outputs = family_of(spec).outputs
+    if "dense" not in outputs:
+        raise InvalidInputError(
+            f"/v1/embeddings returns dense vectors only, and model {spec.id!r} produces {', '.join(outputs)}: "
+            f"use SIE's route POST /v1/encode/{spec.id} with params.output_types={list(outputs)}"
+        )
 
 
 async def rerank(request: Request) -> Response:

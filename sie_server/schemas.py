@@ -42,13 +42,38 @@ class DenseVector(BaseModel):
     )
 
 
+class SparseOut(BaseModel):
+    """A sparse vector (learned term weights, SPLADE): the non-zero terms only."""
+
+    model_config = _OPEN
+
+    dims: int = Field(description="Size of the vocabulary (the length of the dense form, never built).")
+    indices: list[int] = Field(description="Term ids, ascending (int32 in MessagePack answers).")
+    values: list[float] = Field(description="The weight of each term (float32), all non-zero.")
+
+
+class MultivectorOut(BaseModel):
+    """Per-token vectors (late interaction, ColBERT): one L2-normalised row per kept token."""
+
+    model_config = _OPEN
+
+    token_dims: int = Field(description="Dimensions of each token vector.")
+    num_tokens: int = Field(description="Rows: the tokens kept.")
+    dtype: Literal["float32", "float16"] = Field(description="Element type of values.")
+    values: list[list[float]] = Field(
+        description="[num_tokens, token_dims]: nested lists in JSON; one 2-D msgpack-numpy array in MessagePack."
+    )
+
+
 class EncodeItem(BaseModel):
-    """The encoding of one input item."""
+    """The encoding of one input item: the outputs asked for in ``params.output_types``."""
 
     model_config = _OPEN
 
     id: str | None = Field(default=None, description="The item's id, when the request gave one.")
-    dense: DenseVector
+    dense: DenseVector | None = Field(default=None, description="When output_types has dense (the default).")
+    sparse: SparseOut | None = Field(default=None, description="When output_types has sparse.")
+    multivector: MultivectorOut | None = Field(default=None, description="When output_types has multivector.")
     truncated: bool = Field(description="Whether the text was cut to the model's maximum length.")
     tokens: int = Field(description="Tokens the model read for this item.")
 

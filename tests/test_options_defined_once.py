@@ -66,6 +66,7 @@ def test_langchain_classes_describe_every_option_as_the_request_does():
 
     request_of = {
         "SIEEmbeddings": EncodeRequest,
+        "SIESparseEncoder": EncodeRequest,
         "SIEReranker": ScoreRequest,
         "SIERerankTool": ScoreRequest,
         "SIEExtractor": ExtractRequest,
