@@ -16,6 +16,7 @@ from typing import Any
 from sie_core.cli import Handler, add_engine_arguments, config_from_args, setup_logging
 from sie_core.config import EngineConfig, load_config_file
 from sie_core.errors import SieError
+from sie_core.timing import favour_responsiveness
 
 __all__ = ["add_mcp_command", "main", "run_mcp"]
 
@@ -131,6 +132,7 @@ def run_mcp(args: argparse.Namespace) -> int:
 
         wire = claim_stdio()  # before anything else can print to stdout
 
+    favour_responsiveness()
     config = config_from_args(
         args,
         allow_any_model=_policy(args, "allow_any_model", args.allow_any_model),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sie_core import Engine, InvalidInputError
 from sie_core.cli import add_engine_arguments, config_from_args
+from sie_core.timing import favour_responsiveness
 
 if TYPE_CHECKING:  # the web framework is imported only when the server runs, never to build the CLI parser
     from .common import ServerSettings
@@ -250,6 +251,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from .common import install_request_id_logging
 
     settings = build_settings(args)
+    favour_responsiveness()
     config = _server_config(args)
     if config.load_wait_s is None:  # no request waits for a model past --load-wait, evictions included
         config = config.replace(load_wait_s=settings.load_wait_s)

@@ -94,8 +94,11 @@ def _dense(folder: Path, in_features: int, out_features: int) -> None:
     save_file({"linear.weight": torch.randn(out_features, in_features) * 0.2}, str(folder / "model.safetensors"))
 
 
-def build_colbert(folder: Path, bert: Path, seed: int = 13) -> Path:
-    """A PyLate folder: tiny BERT with [Q]/[D] marker tokens, a 32 -> 16 projection, PyLate's settings."""
+def build_colbert(
+    folder: Path, bert: Path, seed: int = 13, dims: int = 16, settings: dict[str, Any] | None = None
+) -> Path:
+    """A PyLate folder: the BERT at ``bert`` with [Q]/[D] marker tokens, a random hidden -> ``dims`` projection,
+    and PyLate's settings (``COLBERT_SETTINGS`` updated with ``settings``)."""
     import torch
     from transformers import BertModel, BertTokenizerFast
 
@@ -107,15 +110,17 @@ def build_colbert(folder: Path, bert: Path, seed: int = 13) -> Path:
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    _dense(folder / "1_Dense", 32, 16)
+    _dense(folder / "1_Dense", model.config.hidden_size, dims)
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
     ]
     (folder / "modules.json").write_text(json.dumps(modules))
-    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 23, "do_lower_case": False}))
+    merged = {**COLBERT_SETTINGS, **(settings or {})}
+    seq = {"max_seq_length": merged["document_length"] - 1, "do_lower_case": False}
+    (folder / "sentence_bert_config.json").write_text(json.dumps(seq))
     st_config = {"model_type": "ColBERT", "prompts": {"query": "", "document": ""}, "default_prompt_name": None,
-                 "similarity_fn_name": "MaxSim", **COLBERT_SETTINGS}  # fmt: skip
+                 "similarity_fn_name": "MaxSim", **merged}  # fmt: skip
     (folder / "config_sentence_transformers.json").write_text(json.dumps(st_config))
     return folder
 
