@@ -176,7 +176,7 @@ def detect_family(folder: Path) -> Family:
 
 
 def encoder_family(folder: Path) -> str | None:
-    """``splade`` or ``colbert`` when an encoder folder's files say so (else None: the default dense family).
+    """``splade``, ``colbert`` or ``bge-m3`` when an encoder folder's files say so (else None: dense).
 
     An export manifest names its family; a sentence-transformers ``SparseEncoder`` (or a pipeline with
     ``SpladePooling`` / ``SparseStaticEmbedding``) is SPLADE; a PyLate folder (``model_type`` ColBERT, or a
@@ -194,6 +194,8 @@ def encoder_family(folder: Path) -> str | None:
     named = read("sie_export.json").get("family") if isinstance(read("sie_export.json"), dict) else None
     if named in ("splade", "colbert"):
         return str(named)
+    if all((folder / name).is_file() for name in ("sparse_linear.pt", "colbert_linear.pt")):
+        return "bge-m3"  # its sentence-transformers files (if any) describe the dense output only
     st_model = read("config_sentence_transformers.json")
     model_type = str(st_model.get("model_type", "")) if isinstance(st_model, dict) else ""
     if model_type == "SparseEncoder":
@@ -338,6 +340,18 @@ register(
         },
         outputs=("multivector",),
         options=frozenset({"instruction", "is_query", "output_dtype", "top_k"}),
+        extra_tasks=("score",),
+    )
+)
+register(
+    Family(
+        name="bge-m3",
+        task="encode",
+        description="BGE-M3-style encoder: dense (CLS), sparse (token weights) and multi-vector from one pass; "
+        "scores by MaxSim",
+        adapters={"torch": "sie_core.adapters.bge_m3:BgeM3Encoder"},
+        outputs=("dense", "sparse", "multivector"),
+        options=frozenset({"instruction", "is_query", "normalize", "output_dtype", "dims", "top_k"}),
         extra_tasks=("score",),
     )
 )

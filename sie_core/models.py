@@ -67,6 +67,7 @@ _REQUIRES: dict[str, tuple[str, ...]] = {
     "sie_core.adapters.onnx_scorer": ("onnxruntime", "tokenizers"),
     "sie_core.adapters.splade": ("torch", "transformers"),
     "sie_core.adapters.colbert": ("torch", "transformers"),
+    "sie_core.adapters.bge_m3": ("torch", "transformers"),
     "sie_core.adapters.onnx_splade": ("onnxruntime", "tokenizers"),
     "sie_core.adapters.onnx_colbert": ("onnxruntime", "tokenizers"),
 }

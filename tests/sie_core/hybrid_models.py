@@ -27,6 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 #: on sentence-transformers 6); torch comes from the main environment.
 PYLATE_REF = Path(os.environ.get("SIE_PYLATE_REF") or REPO / ".venv-pylate-ref")
 _REFERENCE_SCRIPT = Path(__file__).with_name("pylate_reference.py")
+#: Where .ci/run installs FlagEmbedding (with peft and accelerate, no other dependencies), BGE-M3's reference; it
+#: runs with PyLate's folder after it on the path (transformers 5.3).
+FLAG_REF = Path(os.environ.get("SIE_FLAG_REF") or REPO / ".venv-flag-ref")
+_FLAG_SCRIPT = Path(__file__).with_name("flag_reference.py")
 
 
 def build_splade(folder: Path, bert: Path, seed: int = 11) -> Path:
@@ -150,6 +154,27 @@ def build_stanford_colbert(folder: Path, bert: Path, seed: int = 14) -> Path:
     return folder
 
 
+def build_bge_m3(folder: Path, bert: Path, seed: int = 15) -> Path:
+    """A BGE-M3 folder as FlagEmbedding saves one: the tiny BERT, ``sparse_linear.pt`` and ``colbert_linear.pt``."""
+    import torch
+    from transformers import BertModel, BertTokenizerFast
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = BertModel.from_pretrained(str(bert))
+    model.save_pretrained(folder)
+    BertTokenizerFast.from_pretrained(str(bert)).save_pretrained(folder)
+    hidden = model.config.hidden_size
+    sparse = torch.nn.Linear(hidden, 1)
+    torch.nn.init.normal_(sparse.weight, std=0.5)
+    torch.nn.init.constant_(sparse.bias, 0.1)  # most tokens get a positive weight, some are cut by the relu
+    torch.save(sparse.state_dict(), folder / "sparse_linear.pt")
+    torch.save(
+        torch.nn.Linear(hidden, hidden).state_dict(), folder / "colbert_linear.pt"
+    )  # as BGE-M3: hidden -> hidden
+    return folder
+
+
 _BUILDERS = {
     "splade": lambda scratch, root, bert: build_splade(scratch / "splade", bert),
     "splade_free": lambda scratch, root, bert: build_splade_inference_free(
@@ -157,11 +182,12 @@ _BUILDERS = {
     ),
     "colbert": lambda scratch, root, bert: build_colbert(scratch / "colbert", bert),
     "colbert_stanford": lambda scratch, root, bert: build_stanford_colbert(scratch / "colbert_stanford", bert),
+    "bge_m3": lambda scratch, root, bert: build_bge_m3(scratch / "bge_m3", bert),
 }
 
 
 def build_hybrid(root: Path, name: str) -> Path:
-    """One tiny model (splade, splade_free, colbert, colbert_stanford), built once under ``root``, atomically."""
+    """One tiny model (splade, splade_free, colbert, colbert_stanford, bge_m3), built once under ``root``."""
     folder = root / name
     if (folder / ".built").is_file():
         return folder
@@ -200,4 +226,25 @@ def pylate_reference(folder: Path, queries: list[str], documents: list[str], tmp
         "queries": [data[f"q{i}"] for i in range(len(queries))],
         "documents": [data[f"d{i}"] for i in range(len(documents))],
         "scores": data["scores"],
+    }
+
+
+def flag_reference(folder: Path, texts: list[str], tmp: Path) -> dict[str, Any]:
+    """FlagEmbedding's ``BGEM3FlagModel`` outputs for ``folder``, computed in its own environment.
+
+    Returns:
+        ``dense`` (``[texts, dims]``), ``sparse`` (per text ascending ids and weights) and ``multivector``.
+    """
+    out = tmp / "flag.npz"
+    # FlagEmbedding 1.4.2 does not run on transformers 6.x-era tokenizers: it borrows PyLate's transformers 5.3
+    path = os.pathsep.join([str(FLAG_REF), str(PYLATE_REF)])
+    env = dict(os.environ, PYTHONPATH=path, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    args = [sys.executable, str(_FLAG_SCRIPT), str(folder), str(out), json.dumps(texts)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"the FlagEmbedding reference failed:\n{done.stderr[-3000:]}"
+    data = np.load(out)
+    return {
+        "dense": data["dense"],
+        "sparse": [(data[f"si{i}"], data[f"sv{i}"]) for i in range(len(texts))],
+        "multivector": [data[f"m{i}"] for i in range(len(texts))],
     }
