@@ -86,5 +86,7 @@ async def test_list_models_shows_outputs_and_late_interaction_rerankers(server: 
     assert by_id["sentence-transformers/all-MiniLM-L6-v2"]["outputs"] == ["dense"]
     assert f"{SPLADE}" in text_of(encoders) and "(outputs sparse)" in text_of(encoders)
     assert COLBERT in {m["id"] for m in rerankers["structuredContent"]["models"]}
-    assert COLBERT in tools["rerank"]["description"] and "ColBERT" in tools["rerank"]["description"]
+    # the description names the first catalogued rerankers, a ColBERT among them, and says what late interaction is
+    assert "late-interaction (ColBERT)" in tools["rerank"]["description"]
+    assert "colbert-ir/colbertv2.0" in tools["rerank"]["description"]
     assert "output_types" in tools["encode"]["inputSchema"]["properties"]
