@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,36 +70,48 @@ def direct_single(model: object, texts: list[str]) -> dict[str, object]:
 
 # ---------------------------------------------------------------------- the server
 class Server:
-    def __init__(self, log_file: Path) -> None:
+    """A ``sie-agents`` server subprocess on 127.0.0.1 (stdout discarded, stderr to ``log_file``), ready on return.
+
+    Args:
+        log_file: Where its stderr goes.
+        command: The subcommand and its own flags (``["serve"]``, ``["ray", "serve", "--replicas", "2"]``).
+        preload: The model it loads before it answers ``/readyz``.
+    """
+
+    def __init__(self, log_file: Path, command: list[str] | None = None, preload: str = MODEL_ID) -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         env.pop("SIE_BASE_URL", None)
         self.log_file = log_file
         self._out = open(log_file, "wb")  # noqa: SIM115
-        command = [sys.executable, "-m", "sie_core", "serve", "--port", "0", "--device", "cpu", "--no-mcp"]
-        command += ["--offline", "--preload", MODEL_ID]
+        command = [sys.executable, "-m", "sie_core", *(command or ["serve"]), "--port", "0", "--device", "cpu"]
+        command += ["--no-mcp", "--offline", "--preload", preload]
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._out, env=env)
         self.url = self._wait()
 
     def _wait(self) -> str:
         import httpx
 
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"the server exited:\n{self.log_file.read_text(errors='replace')}")
+                raise SystemExit(f"the server exited:\n{self.log_file.read_text(errors='replace')[-4000:]}")
             match = re.search(r"listening on (http://[\d.]+:\d+)", self.log_file.read_text(errors="replace"))
             if match:
                 try:
-                    if httpx.get(match.group(1) + "/readyz", timeout=2).status_code == 200:
+                    if httpx.get(match.group(1) + "/readyz", timeout=5).status_code == 200:
                         return match.group(1)
                 except httpx.TransportError:
                     pass
             time.sleep(0.1)
-        raise SystemExit("the server did not get ready in 180 s")
+        raise SystemExit("the server did not get ready in 300 s")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
+        """SIGTERM, then wait for the exit (a kill after two minutes)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
         self._out.close()
 
 

@@ -7,13 +7,17 @@ and hands the request to the backend. Every coroutine below runs on the engine's
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import SieError
 from .requests import EncodeRequest, ExtractRequest, ScoreRequest
 from .results import EncodeResult, ExtractResult, ModelInfo, ScoreResult
 
-__all__ = ["Backend", "EngineListener"]
+if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .config import EngineConfig
+
+__all__ = ["Backend", "BackendFactory", "EngineListener"]
 
 
 class Backend(Protocol):
@@ -48,6 +52,17 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release everything (models, connections, threads)."""
+
+
+class BackendFactory(Protocol):
+    """Builds an engine's backend (``Engine(backend=factory)``), on the engine's loop thread at its first call.
+
+    A factory whose ``remote`` attribute is true serves the models elsewhere and bounds its own waits for cold
+    models (as the remote backend does); front ends then leave that waiting to it (see :attr:`Engine.remote`).
+    """
+
+    def __call__(self, config: EngineConfig, catalog: Catalog, listeners: list[EngineListener]) -> Backend:
+        """The backend for an engine with this configuration, catalog and listeners."""
 
 
 class EngineListener(Protocol):

@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mcp": ("run the MCP server (stdio or streamable HTTP)", "sie_mcp.cli:add_mcp_command"),
     "serve": ("serve models over HTTP: SIE API, OpenAI embeddings, MCP at /mcp, metrics", "sie_server.serve:add_serve"),
     "export-onnx": ("make an ONNX (optionally int8) copy for the fast CPU path", "sie_core.onnx_export:add_command"),
+    # sie_ray.cli imports neither ray nor a web framework until `sie-agents ray serve` runs.
+    "ray": ("serve the HTTP API on Ray Serve: many replicas, one endpoint", "sie_ray.cli:add_ray_command"),
 }
 
 Handler = Callable[[argparse.Namespace], int]

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, overload
 
 from typing_extensions import Unpack
 
-from .backend import Backend, EngineListener
+from .backend import Backend, BackendFactory, EngineListener
 from .catalog import Catalog
 from .config import EngineConfig
 from .errors import EngineClosedError, InvalidInputError
@@ -43,12 +43,12 @@ class Engine:
     (CUDA, then Apple MPS, then CPU unless configured), and stays loaded until evicted by the configured
     limits, unloaded, or the engine is closed.
 
-    With ``base_url`` (``Engine(base_url="http://host:8080", api_key=...)``) nothing runs in this process:
-    every call goes to that SIE-compatible server (``sie-agents serve`` or an SIE cluster), with the same
-    methods, errors and result types, so many agents share one set of loaded models.
+    With ``base_url`` (``Engine(base_url="http://host:8080", api_key=...)``) every call goes to that SIE-compatible
+    server instead, with the same methods, errors and result types, so many agents share one set of loaded models.
 
     Args:
         config: Engine configuration; defaults to :class:`EngineConfig` defaults.
+        backend: Builds the backend instead of the local or remote one (:class:`~sie_core.backend.BackendFactory`).
         **overrides: Any :class:`EngineConfig` field, to override ``config`` (e.g. ``device="cpu"``,
             ``base_url="http://localhost:8080"``, ``api_key="..."``).
 
@@ -58,7 +58,7 @@ class Engine:
         (384,)
     """
 
-    def __init__(self, config: EngineConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: EngineConfig | None = None, *, backend: BackendFactory | None = None, **overrides: Any):
         base = config or EngineConfig()
         self.config: EngineConfig = base.replace(**overrides) if overrides else base
         self.catalog: Catalog = Catalog.builtin().with_additions(self.config.models)
@@ -68,9 +68,17 @@ class Engine:
         self._backend: Backend | None = None
         self._closed = False
         self._listeners: list[EngineListener] = []
+        self._backend_factory = backend
 
     # ------------------------------------------------------------------ lifecycle
+    @property
+    def remote(self) -> bool:
+        """Whether the models run outside this process (``base_url``, or a backend factory marked ``remote``)."""
+        return self.config.base_url is not None or bool(getattr(self._backend_factory, "remote", False))
+
     def _new_backend(self) -> Backend:
+        if self._backend_factory is not None:
+            return self._backend_factory(self.config, self.catalog, self._listeners)
         if self.config.base_url is not None:
             from .remote import RemoteBackend
 
@@ -216,10 +224,7 @@ class Engine:
         return await self._async(lambda b: b.unload(model))
 
     def model_state(self, model: str) -> str:
-        """``not_loaded``, ``loading``, ``loaded`` or ``failed`` (cheap; for progress reporting).
-
-        For a remote engine: the state the server last reported to this engine (no request is sent).
-        """
+        """``not_loaded``, ``loading``, ``loaded`` or ``failed``: cheap, no request (remote: as last reported)."""
         return self._backend.model_state(model) if self._backend is not None else "not_loaded"
 
     def queue_depth(self) -> dict[str, int]:

@@ -39,7 +39,8 @@ from .errors import (
     UnknownModelError,
     WrongTaskError,
 )
-from .families import encoder_family, family_of
+from .families import Family, encoder_family, family_of
+from .file_dims import output_dims_from_files
 from .results import ModelInfo
 from .sources import (
     ModelSource,
@@ -84,6 +85,7 @@ _TORCH_JSON = (
     "gliner_config.json",
 )
 _SAFETENSORS_MAX_HEADER = 100 * 2**20
+_FILE_DIMS_RETRY_S = 30.0
 
 
 @dataclass
@@ -163,6 +165,8 @@ class ModelManager:
         self._closed = False
         self._reaper: asyncio.Task[None] | None = None
         self.listeners: list[Any] = []
+        # Output dims read from local files for models not loaded yet: (spec id, family, path) -> (when, dims).
+        self._file_dims: dict[tuple[str, str, str | None], tuple[float, dict[str, int]]] = {}
 
     def _emit(self, event: str, *args: Any) -> None:
         for listener in self.listeners:
@@ -773,22 +777,51 @@ class ModelManager:
             source=adapter.source.origin if adapter is not None else (spec.path or spec.repo_id),
             aliases=spec.aliases,
             outputs=family_of(spec).outputs,
-            output_dims=_output_dims(spec, adapter),
+            output_dims=self._output_dims(spec, adapter),
         )
+
+    def _output_dims(self, spec: ModelSpec, adapter: Adapter | None) -> dict[str, int]:
+        """Dimensions per encode output, before a load too.
+
+        The loaded adapter's; else the catalog's ``dims`` for a one-output family; else what the model's local
+        files say (read without loading; never a download).
+        """
+        report = getattr(adapter, "output_dims", None)
+        if callable(report):
+            return dict(report())
+        dims = getattr(adapter, "dims", None) or spec.dims
+        family = family_of(spec)
+        outputs = family.outputs
+        if spec.task != "encode":
+            return {}
+        if dims and len(outputs) == 1:
+            return {outputs[0]: int(dims)}
+        if adapter is not None:
+            return {}
+        return self._dims_from_files(spec, family)
+
+    def _dims_from_files(self, spec: ModelSpec, family: Family) -> dict[str, int]:
+        key = (spec.id, family.name, spec.path)
+        now = time.monotonic()
+        cached = self._file_dims.get(key)
+        # Found dims stay; a miss is looked at again after a while (the weights may have been fetched since).
+        if cached is not None and (cached[1] or now - cached[0] < _FILE_DIMS_RETRY_S):
+            return dict(cached[1])
+        dims: dict[str, int] = {}
+        runnable = tuple(b for b in available_backends() if b in family.adapters)
+        if runnable:
+            try:
+                source = resolve_source(spec, self.config, allow_download=False, backends=runnable)
+            except (SieError, OSError):
+                source = None
+            if source is not None:
+                dims = output_dims_from_files(family.name, source, spec.options)
+        self._file_dims[key] = (now, dims)
+        return dict(dims)
 
     def queue_depth(self) -> dict[str, int]:
         """Items queued per loaded model."""
         return {m.spec.id: m.worker.queued_items for m in self.loaded()}
-
-
-def _output_dims(spec: ModelSpec, adapter: Adapter | None) -> dict[str, int]:
-    """Dimensions per encode output: the loaded adapter's, else the catalog's ``dims`` for its one output."""
-    report = getattr(adapter, "output_dims", None)
-    if callable(report):
-        return dict(report())
-    dims = getattr(adapter, "dims", None) or spec.dims
-    outputs = family_of(spec).outputs
-    return {outputs[0]: int(dims)} if spec.task == "encode" and dims and len(outputs) == 1 else {}
 
 
 def _a(task: str) -> str:

@@ -31,10 +31,12 @@ class RequestTiming:
         queue_s: Time the request's items waited in the model's queue before their first forward pass
             (the longest wait over its items).
         inference_s: Time of the forward passes that computed the request's items (summed over batches).
+        worker: Which worker served the request, when the backend runs models in several (a Ray Serve replica).
     """
 
     queue_s: float | None = None
     inference_s: float | None = None
+    worker: str | None = None
 
     def add_queue(self, seconds: float) -> None:
         """Note one item's (or batch's) queue wait; the longest counts."""

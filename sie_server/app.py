@@ -6,7 +6,8 @@ loaded models and its batches. A pure-ASGI guard in front of everything
 * checks the bearer token (every route but the health checks and the pages; the scheme is case-insensitive),
 * enforces the body size limit and the time a client may take to send its body,
 * tags the request with an id (``X-Request-ID``: the client's, or a new one) that its log lines carry,
-* adds ``X-SIE-Server-Version`` to every answer and the timing headers to inference answers,
+* adds ``X-SIE-Server-Version`` to every answer and the timing headers to inference answers (with
+  ``X-SIE-Worker`` when the backend says which of its workers served the call),
 * answers anything that escaped a route with the error envelope, and counts answers per route.
 
 >>> app = create_app(Engine(), ServerSettings(auth_token="s3cret"))  # doctest: +SKIP
@@ -202,7 +203,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     path = escape_surrogates(request.url.path)
     error: SieError
-    if exc.status_code == 404:
+    if exc.status_code == 404 and request.url.path.startswith("/v1/pools"):
+        error = NotFoundError(
+            f"no route {request.method} {path}: resource pools (SIEClient.create_pool, gpu='pool/profile') belong to "
+            "an SIE cluster's gateway; this server has no pools and runs each model on its own configured device"
+        )
+    elif exc.status_code == 404:
         error = NotFoundError(
             f"no route {request.method} {path}; the routes are listed at /docs and /openapi.json "
             "(SIE: /v1/encode|score|extract/{model}, /v1/models; OpenAI: /v1/embeddings; /v1/rerank)"
@@ -280,6 +286,8 @@ class _Guard:
                         extra.append((b"x-queue-time", _ms(timing.queue_s)))
                     if timing.inference_s is not None:
                         extra.append((b"x-inference-time", _ms(timing.inference_s)))
+                    if timing.worker is not None:
+                        extra.append((b"x-sie-worker", timing.worker.encode("latin-1", "replace")))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 

@@ -50,7 +50,9 @@ __all__ = [
     "read_body",
     "request_id_var",
     "respond",
+    "refuse_placement",
     "run_call",
+    "still_loading",
 ]
 
 logger = logging.getLogger("sie_server.http")
@@ -341,6 +343,7 @@ async def run_call(request: Request, model: str | None, task: str, call: Callabl
         SieError: Whatever the engine raised.
     """
     state = state_of(request)
+    refuse_placement(request)
 
     async def work() -> T:
         if model is not None:
@@ -354,10 +357,35 @@ async def run_call(request: Request, model: str | None, task: str, call: Callabl
         state.in_flight -= 1
 
 
+def refuse_placement(request: Request) -> None:
+    """Refuse SIE's ``gpu=`` routing (machine profiles, resource pools): one server has one device, no pools.
+
+    SIE's client sends ``gpu="pool/profile"`` as ``X-SIE-Pool`` and ``X-SIE-MACHINE-PROFILE``, a cluster
+    gateway's routing keys. Serving the call anyway would answer from hardware the caller did not ask for.
+    """
+    profile = request.headers.get("X-SIE-MACHINE-PROFILE", "")
+    pool = request.headers.get("X-SIE-Pool", "")
+    if profile or pool:
+        gpu = escape_surrogates(f"{pool}/{profile}" if pool else profile)
+        raise InvalidInputError(
+            f"gpu={gpu!r} picks a machine profile or resource pool of an SIE cluster; this server runs each model on "
+            "its own configured device and has no profiles or pools: leave gpu= unset"
+        )
+
+
+def still_loading(model: str, waited_s: float, retry_after_s: float) -> ModelLoadingError:
+    """The ``MODEL_LOADING`` error for a request that waited ``waited_s`` for ``model``'s load in vain."""
+    return ModelLoadingError(
+        f"model {model!r} is still loading (waited {waited_s:g} s); retry in {retry_after_s:g} s — SIE clients "
+        "retry by themselves",
+        retry_after=retry_after_s,
+    )
+
+
 async def _ensure_loaded(state: HttpState, model: str, task: str) -> None:
     engine = state.engine
-    if engine.config.base_url is not None or not model.strip():
-        return  # a remote engine waits on its own server; a bad id fails in the call with a clear message
+    if engine.remote or not model.strip():
+        return  # a remote engine's server (or replica) waits for its own loads; a bad id fails in the call
     try:
         if engine.model_state(model) == "loaded":
             return
@@ -369,12 +397,7 @@ async def _ensure_loaded(state: HttpState, model: str, task: str) -> None:
     except (UnknownModelError, InvalidInputError):
         return  # cheap and certain to repeat: let the call raise it, so the engine counts the failed request
     except asyncio.TimeoutError:
-        retry = state.settings.loading_retry_after_s
-        raise ModelLoadingError(
-            f"model {model!r} is still loading (waited {wait:g} s); retry in {retry:g} s — SIE clients retry "
-            "by themselves",
-            retry_after=retry,
-        ) from None
+        raise still_loading(model, wait, state.settings.loading_retry_after_s) from None
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:

@@ -12,14 +12,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from sie_core import Engine, SieError
 
-__all__ = ["CONTENT_TYPE_LATEST", "EngineMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "EngineMetrics", "unload_kind"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _UNKNOWN = "_unknown"  # label for ids that name no model, so a client cannot grow the label set at will
 
 
-def _reason(reason: str) -> str:
+def unload_kind(reason: str) -> str:
+    """The label for an unload's reason: ``evicted`` (to make room), ``idle``, ``closed`` or ``requested``."""
     if reason.startswith("to make room"):
         return "evicted"
     if reason.startswith("idle"):
@@ -97,7 +98,7 @@ class EngineMetrics:
 
     def on_unload(self, model: str, reason: str) -> None:
         """Record an unload; evictions (memory limits, idleness) are counted apart too."""
-        kind = _reason(reason)
+        kind = unload_kind(reason)
         self.unloads.labels(model, kind).inc()
         if kind in ("evicted", "idle"):
             self.evictions.labels(model).inc()

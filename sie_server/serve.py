@@ -27,7 +27,7 @@ from sie_core.timing import favour_responsiveness
 if TYPE_CHECKING:  # the web framework is imported only when the server runs, never to build the CLI parser
     from .common import ServerSettings
 
-__all__ = ["add_serve", "build_settings", "mcp_mount", "run_serve"]
+__all__ = ["add_serve", "build_settings", "mcp_mount", "run_serve", "server_config"]
 
 logger = logging.getLogger("sie_server.serve")
 
@@ -135,7 +135,8 @@ def build_settings(args: argparse.Namespace, environ: dict[str, str] | None = No
     )
 
 
-def _server_config(args: argparse.Namespace) -> Any:
+def server_config(args: argparse.Namespace) -> Any:
+    """The EngineConfig a server builds from its flags: models run here, and the model policy is strict."""
     from sie_mcp.cli import _policy
 
     if getattr(args, "base_url", None):
@@ -252,7 +253,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     settings = build_settings(args)
     favour_responsiveness()
-    config = _server_config(args)
+    config = server_config(args)
     if config.load_wait_s is None:  # no request waits for a model past --load-wait, evictions included
         config = config.replace(load_wait_s=settings.load_wait_s)
     if not _is_loopback(settings.host) and not settings.auth_token:  # allowed by --allow-remote
