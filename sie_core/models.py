@@ -51,6 +51,7 @@ from .sources import (
     resolve_source,
     weights_bytes,
 )
+from .timing import model_loaded, model_unloaded
 
 __all__ = ["LoadedModel", "ModelManager"]
 
@@ -450,6 +451,7 @@ class ModelManager:
                 if model.spec.id != key:
                     self._stats[model.spec.id] = stats
                 self._emit("on_load", model.spec.id, seconds, None)
+                model_loaded()
             if not load.done.done():
                 load.done.set_result(model)
         finally:
@@ -695,6 +697,7 @@ class ModelManager:
         stats.evictions += 1
         logger.info("unloaded %s (%s)", model.spec.id, reason)
         self._emit("on_unload", model.spec.id, reason)
+        model_unloaded()
         self._notify()
         return True
 

@@ -20,7 +20,14 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["SERVER_SWITCH_INTERVAL_S", "RequestTiming", "current_timing", "favour_responsiveness"]
+__all__ = [
+    "SERVER_SWITCH_INTERVAL_S",
+    "RequestTiming",
+    "current_timing",
+    "favour_responsiveness",
+    "model_loaded",
+    "model_unloaded",
+]
 
 
 @dataclass
@@ -56,13 +63,42 @@ SERVER_SWITCH_INTERVAL_S = 0.0005
 
 
 def favour_responsiveness() -> None:
-    """Hand the GIL between threads every 0.5 ms instead of 5 ms, for a server process.
+    """Keep small calls fast while a big one runs, for a server process: GIL hand-offs and GC pauses.
 
-    While one request's Python work runs in a worker thread (windowing a 199,000-character text, merging
-    thousands of entities), every other request's step on the event loops waits for the GIL; a small answer
-    needs a few dozen such hand-offs, so at 5 ms each a ``list_models`` took 100-400 ms. Called by
-    ``sie-agents serve`` and ``sie-agents mcp`` only: a library must not change the interpreter for its host.
+    * The GIL is handed between threads every 0.5 ms instead of 5 ms. While one request's Python work runs in a
+      worker thread (windowing a 199,000-character text, merging thousands of entities), every other request's
+      step on the event loops waits for the GIL; a small answer needs a few dozen such hand-offs, so at 5 ms each
+      a ``list_models`` took 100-400 ms.
+    * After each model load, everything alive is moved out of the garbage collector's reach (``gc.freeze``):
+      torch, transformers and a model's own objects are several hundred thousand, and a full collection that
+      walked them all held the GIL for about 300 ms, which a big request's allocations triggered every few
+      seconds. Collections then walk only what was made since. An unload gives them back (``gc.unfreeze``), so
+      the evicted model's reference cycles are collected.
+
+    Called by ``sie-agents serve``, ``sie-agents mcp`` and the Ray replicas only: a library must not change the
+    interpreter for its host.
     """
     import sys
 
+    global _freeze_after_loads
     sys.setswitchinterval(SERVER_SWITCH_INTERVAL_S)
+    _freeze_after_loads = True
+
+
+_freeze_after_loads = False
+
+
+def model_loaded() -> None:
+    """Called by the engine after each successful load (see :func:`favour_responsiveness`)."""
+    if _freeze_after_loads:
+        import gc
+
+        gc.freeze()
+
+
+def model_unloaded() -> None:
+    """Called by the engine after each unload: what was frozen may be collected again."""
+    if _freeze_after_loads:
+        import gc
+
+        gc.unfreeze()

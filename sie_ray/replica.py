@@ -33,7 +33,7 @@ from sie_core.backend import Backend
 from sie_core.catalog import Catalog
 from sie_core.config import EngineConfig
 from sie_core.local import LocalBackend
-from sie_core.timing import RequestTiming, current_timing
+from sie_core.timing import RequestTiming, current_timing, favour_responsiveness
 from sie_server.common import still_loading
 from sie_server.metrics import unload_kind
 
@@ -115,6 +115,7 @@ class ModelReplica:
         from ray import serve
 
         logs_to_stderr()
+        favour_responsiveness()  # a server process of its own (GIL hand-offs, no GC pauses over loaded models)
         context = serve.get_replica_context()
         self.worker = f"{context.replica_id.deployment_id.name}#{context.replica_id.unique_id}"
         self._registry = registry

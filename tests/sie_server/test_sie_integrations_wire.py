@@ -154,7 +154,7 @@ def test_gpu_routing_is_refused_by_name(served: tuple[str, Engine], gpu: str) ->
     from sie_sdk import SIEClient
     from sie_sdk.client.errors import RequestError
 
-    url, engine = served
+    url = served[0]
     client = SIEClient(url, timeout_s=60)
     with pytest.raises(RequestError) as refused:
         client.encode(ENCODER, {"text": QUERY}, gpu=gpu)

@@ -54,9 +54,7 @@ def test_big_extract_over_http_leaves_other_calls_fast(
         print("/v1/models", [round(x * 1000) for x in lists], "encode", [round(x * 1000) for x in encodes])
         assert big and big[0].status_code == 200 and big[0].json()["items"][0]["entities"]
         assert lists, "the big extract finished before anything could be measured"
-        ordered = sorted(lists)
-        assert ordered[len(ordered) // 2] < 0.1, f"/v1/models took a median {ordered[len(ordered) // 2] * 1000:.0f} ms"
-        assert max(lists) < 0.6, f"/v1/models took up to {max(lists) * 1000:.0f} ms during the big extract"
+        assert max(lists) < 0.1, f"/v1/models took up to {max(lists) * 1000:.0f} ms during the big extract"
         assert max(encodes) < 1.0, f"encode took up to {max(encodes):.2f} s during the big extract"
     finally:
         assert proc.stop() == 0, proc.output()[-3000:]
