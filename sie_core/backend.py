@@ -55,7 +55,7 @@ class Backend(Protocol):
 
 
 class BackendFactory(Protocol):
-    """Builds an engine's backend (``Engine(backend=factory)``), on the engine's loop thread at its first call.
+    """Builds an engine's backend (``Engine(backend_factory=factory)``), on the engine's loop thread at its first call.
 
     A factory whose ``remote`` attribute is true serves the models elsewhere and bounds its own waits for cold
     models (as the remote backend does); front ends then leave that waiting to it (see :attr:`Engine.remote`).

@@ -39,18 +39,16 @@ _TASK_OF = {EncodeRequest: "encode", ScoreRequest: "score", ExtractRequest: "ext
 class Engine:
     """One engine for many models; the model id is an argument of every call.
 
-    Nothing heavy is imported or loaded at construction: each model loads on first use, on the best device
-    (CUDA, then Apple MPS, then CPU unless configured), and stays loaded until evicted by the configured
-    limits, unloaded, or the engine is closed.
+    Nothing heavy is imported or loaded at construction: each model loads on first use, on the best device (CUDA,
+    then Apple MPS, then CPU unless configured), and stays loaded until evicted, unloaded, or the engine is closed.
 
     With ``base_url`` (``Engine(base_url="http://host:8080", api_key=...)``) every call goes to that SIE-compatible
     server instead, with the same methods, errors and result types, so many agents share one set of loaded models.
 
     Args:
         config: Engine configuration; defaults to :class:`EngineConfig` defaults.
-        backend: Builds the backend instead of the local or remote one (:class:`~sie_core.backend.BackendFactory`).
-        **overrides: Any :class:`EngineConfig` field, to override ``config`` (e.g. ``device="cpu"``,
-            ``base_url="http://localhost:8080"``, ``api_key="..."``).
+        backend_factory: Builds the backend instead of the local or remote one (``BackendFactory``).
+        **overrides: Any :class:`EngineConfig` field, to override ``config`` (``device="cpu"``, ``backend="onnx"``).
 
     Example:
         >>> with Engine() as engine:  # doctest: +SKIP
@@ -58,7 +56,9 @@ class Engine:
         (384,)
     """
 
-    def __init__(self, config: EngineConfig | None = None, *, backend: BackendFactory | None = None, **overrides: Any):
+    def __init__(
+        self, config: EngineConfig | None = None, *, backend_factory: BackendFactory | None = None, **overrides: Any
+    ) -> None:
         base = config or EngineConfig()
         self.config: EngineConfig = base.replace(**overrides) if overrides else base
         self.catalog: Catalog = Catalog.builtin().with_additions(self.config.models)
@@ -68,7 +68,7 @@ class Engine:
         self._backend: Backend | None = None
         self._closed = False
         self._listeners: list[EngineListener] = []
-        self._backend_factory = backend
+        self._backend_factory = backend_factory
 
     # ------------------------------------------------------------------ lifecycle
     @property

@@ -59,7 +59,7 @@ class SieIngress:
     def __init__(self, model: Any, registry: Any, settings: RaySettings) -> None:
         logs_to_stderr()
         factory = RayBackendFactory(model, registry, settings)
-        engine = Engine(settings.engine, backend=factory)
+        engine = Engine(settings.engine, backend_factory=factory)
         metrics = RayMetrics(factory.replicas)
         engine.add_listener(metrics)
         mcp = mcp_mount(engine, settings.server, list(settings.allowed_hosts))

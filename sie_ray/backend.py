@@ -1,7 +1,7 @@
 """The ingress's backend: an :class:`~sie_core.Engine` whose calls go to the model replicas through Ray handles.
 
 The ingress runs the very same app as ``sie-agents serve`` (:func:`sie_server.create_app`) over an engine built
-with ``Engine(config, backend=RayBackendFactory(...))``: the routes parse and validate requests as always, and
+with ``Engine(config, backend_factory=RayBackendFactory(...))``: the routes parse and validate requests as always, and
 this backend sends each typed request to the model deployment with ``multiplexed_model_id`` set to the model's
 canonical id, which is Ray Serve's routing key. What the replicas hold comes from the registry
 (:mod:`sie_ray.registry`).
@@ -56,7 +56,7 @@ _MAX_HANDLES = 1024
 
 
 class RayBackendFactory:
-    """Builds the ingress engine's :class:`RayBackend` (``Engine(config, backend=factory)``) and keeps it.
+    """Builds the ingress engine's :class:`RayBackend` (``Engine(config, backend_factory=factory)``) and keeps it.
 
     Args:
         model: Handle of the model deployment.

@@ -124,7 +124,7 @@ class ModelReplica:
         self._changed = asyncio.Event()
         self._counts = _Counts(lambda: self._loop.call_soon_threadsafe(self._changed.set))
         self._factory = _LocalFactory()
-        self.engine = Engine(settings.replica_engine(), backend=self._factory)
+        self.engine = Engine(settings.replica_engine(), backend_factory=self._factory)
         self.engine.add_listener(self._counts)
         await self.engine.alist_models()  # starts the engine, so the backend exists for the model checks
         self._pending: dict[str, asyncio.Future[Any]] = {}
