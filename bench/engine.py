@@ -92,14 +92,23 @@ def worker_direct(path: str, texts: list[str], single: int) -> dict[str, dict[st
 
 
 async def callers(
-    engine: Any, texts: list[str], concurrency: int, model: str = MODEL_ID, **options: Any
+    engine: Any,
+    texts: list[str],
+    concurrency: int,
+    model: str = MODEL_ID,
+    *,
+    deadline: float | None = None,
+    **options: Any,
 ) -> tuple[float, list[float]]:
-    """``concurrency`` async callers encoding ``texts`` one per call; (seconds, per-call latencies)."""
+    """``concurrency`` async callers encoding ``texts`` one per call; (seconds, per-call latencies).
+
+    With ``deadline`` (a ``time.perf_counter()`` value) no caller starts a new call after it.
+    """
     queue = list(texts)
     latencies: list[float] = []
 
     async def caller() -> None:
-        while queue:
+        while queue and (deadline is None or time.perf_counter() < deadline):
             text = queue.pop()
             t0 = time.perf_counter()
             await engine.aencode(model, text, **options)

@@ -52,7 +52,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-text-chars", type=int, help="longest text accepted (SIE_MAX_TEXT_CHARS)")
     group.add_argument("--cache-dir", help="Hugging Face cache folder (SIE_CACHE_DIR)")
     group.add_argument("--offline", action="store_true", default=None, help="never download (SIE_OFFLINE)")
-    group.add_argument("--num-threads", type=int, help="CPU threads for inference (SIE_NUM_THREADS)")
+    group.add_argument(
+        "--num-threads",
+        type=int,
+        help="CPU threads for inference (SIE_NUM_THREADS; default: the CPUs this process may use)",
+    )
     group.add_argument(
         "--model",
         dest="extra_models",

@@ -13,6 +13,7 @@ from typing import Any
 from .catalog import BACKENDS, ModelSpec
 from .device import DEVICES, DTYPES
 from .errors import InvalidInputError
+from .threads import parse_num_threads
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,7 +55,9 @@ class EngineConfig:
         offline: Never download; use the local cache and packaged weights only.
         allow_any_model: Serve hub ids that are not in the catalog.
         allow_local_paths: Serve model ids that are local folders.
-        num_threads: CPU threads for inference (None = the libraries' default).
+        num_threads: CPU threads for inference. None = sized by :func:`sie_core.threads.thread_plan` from the
+            CPUs this process may use (affinity mask, cgroup quota, one per physical core). ``SIE_NUM_THREADS``
+            takes a positive number or ``auto``.
         onnx_dir: Folder where ``sie-agents export-onnx`` writes ONNX copies and the engine looks for them
             (None = ``~/.cache/sie-agents/onnx``, or under ``$XDG_CACHE_HOME``).
         load_timeout_s: Give up on a load that takes longer (downloads included).
@@ -196,6 +199,8 @@ def _check_base_url(value: str) -> str:
 
 
 def _parse_env_value(name: str, raw: str, type_name: str) -> Any:
+    if name == "num_threads":
+        return parse_num_threads(raw)
     raw = raw.strip()
     try:
         if "bool" in type_name:

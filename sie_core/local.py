@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -252,7 +253,18 @@ async def _late_interaction(
 
 
 def _batch_runner(adapter: Adapter) -> Callable[[Hashable, list[Any]], Sequence[Any]]:
-    """The function the compute thread runs for one batch of this adapter's task."""
+    """The function the compute thread runs for one batch of this adapter's task (torch on CPU: sized threads)."""
+    run = _task_runner(adapter)
+    threads = adapter.threads
+    # torch not imported: a model that runs no torch (spaCy's pipelines), whose threads are not torch's.
+    if adapter.backend == "torch" and threads is not None and threads > 1 and "torch" in sys.modules:
+        from .adapters._torch import sized_threads
+
+        return sized_threads(run, threads)
+    return run
+
+
+def _task_runner(adapter: Adapter) -> Callable[[Hashable, list[Any]], Sequence[Any]]:
     if isinstance(adapter, MultiEncoderAdapter):
         return adapter.run_group
     if isinstance(adapter, EncoderAdapter):

@@ -781,6 +781,7 @@ class ModelManager:
             aliases=spec.aliases,
             outputs=family_of(spec).outputs,
             output_dims=self._output_dims(spec, adapter),
+            threads=adapter.threads if adapter is not None else None,
         )
 
     def _output_dims(self, spec: ModelSpec, adapter: Adapter | None) -> dict[str, int]:

@@ -321,6 +321,7 @@ class ModelInfo(_MappingAccess):
             extractor finds (entities, relations, classifications, data).
         output_dims: Dimensions per encode output when known: ``dense`` (vector length), ``sparse`` (vocabulary
             size), ``multivector`` (dimensions per token vector).
+        threads: CPU threads one forward pass uses, when loaded on the CPU (see :mod:`sie_core.threads`).
     """
 
     id: str
@@ -345,3 +346,4 @@ class ModelInfo(_MappingAccess):
     aliases: tuple[str, ...] = field(default_factory=tuple)
     outputs: tuple[str, ...] = field(default_factory=tuple)
     output_dims: dict[str, int] = field(default_factory=dict)
+    threads: int | None = None

@@ -278,6 +278,7 @@ def model_info_to_wire(info: ModelInfo) -> dict[str, Any]:
         "items": info.items,
         "errors": info.errors,
         "source": info.source,
+        "threads": info.threads,
     }
 
 
@@ -525,6 +526,7 @@ def model_info_from_wire(entry: Mapping[str, Any]) -> ModelInfo:
         aliases=tuple(entry.get("aliases") or ()),
         outputs=tuple(str(o) for o in outputs) if isinstance(outputs, list) else (),
         output_dims=output_dims,
+        threads=entry.get("threads") if isinstance(entry.get("threads"), int) else None,
     )
 
 

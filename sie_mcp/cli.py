@@ -16,6 +16,7 @@ from typing import Any
 from sie_core.cli import Handler, add_engine_arguments, config_from_args, setup_logging
 from sie_core.config import EngineConfig, load_config_file
 from sie_core.errors import SieError
+from sie_core.threads import prepare_server_threads
 from sie_core.timing import favour_responsiveness
 
 __all__ = ["add_mcp_command", "main", "run_mcp"]
@@ -138,6 +139,7 @@ def run_mcp(args: argparse.Namespace) -> int:
         allow_any_model=_policy(args, "allow_any_model", args.allow_any_model),
         allow_local_paths=_policy(args, "allow_local_paths", None),
     )
+    prepare_server_threads(config)
     defaults = _defaults(args.default_model)
     if defaults:
         config = config.replace(default_models={**config.default_models, **defaults})

@@ -217,6 +217,7 @@ class ModelEntry(BaseModel):
     loaded: bool = Field(description="Whether it is in memory now (the first call to an unloaded model is slower).")
     state: str = Field(description="not_loaded, loading, loaded or failed.")
     device: str | None = Field(description="Device it runs on when loaded.")
+    threads: int | None = Field(None, description="CPU threads one forward pass uses, when loaded on the CPU.")
     dims: int | None = Field(description="Dense vector dimensions (encode models), when known.")
     outputs: list[str] = Field(
         default_factory=list,
@@ -751,6 +752,7 @@ def create_server(engine: Engine, settings: McpSettings | None = None) -> Any:
                 loaded=i.loaded,
                 state=i.state,
                 device=i.device,
+                threads=i.threads,
                 dims=i.dims,
                 description=i.description,
                 outputs=list(i.outputs) if "encode" in i.tasks else [],

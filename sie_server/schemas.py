@@ -210,6 +210,7 @@ class ModelEntry(BaseModel):
     items: int
     errors: int
     source: str | None
+    threads: int | None = Field(None, description="CPU threads one forward pass uses, when loaded on the CPU.")
 
 
 class ModelList(BaseModel):

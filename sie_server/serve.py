@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sie_core import Engine, InvalidInputError
 from sie_core.cli import add_engine_arguments, config_from_args
+from sie_core.threads import prepare_server_threads
 from sie_core.timing import favour_responsiveness
 
 if TYPE_CHECKING:  # the web framework is imported only when the server runs, never to build the CLI parser
@@ -254,6 +255,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     favour_responsiveness()
     config = server_config(args)
+    prepare_server_threads(config)
     if config.load_wait_s is None:  # no request waits for a model past --load-wait, evictions included
         config = config.replace(load_wait_s=settings.load_wait_s)
     if not _is_loopback(settings.host) and not settings.auth_token:  # allowed by --allow-remote

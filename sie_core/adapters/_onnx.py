@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 
 from ..catalog import ModelSpec
 from ..config import EngineConfig
 from ..errors import ModelLoadError
 from ..sources import EXPORT_MANIFEST, ModelSource, weights_bytes
+from ..threads import thread_plan
 
 __all__ = ["ModelFiles", "OnnxGraph", "graph_task", "load_tokenizers"]
 
@@ -227,7 +226,8 @@ class OnnxGraph:
     """An ONNX Runtime session set up for fast repeated calls, with the feeds its graph takes.
 
     On CPU a batch is cut into row chunks of similar token counts that run at the same time, one
-    single-threaded ``Run`` per core (``config.num_threads``, default the physical cores): on a 2-core
+    single-threaded ``Run`` per core (``config.num_threads``, default :func:`sie_core.threads.thread_plan`:
+    the physical cores this process may use, within its affinity mask and cgroup quota): on a 2-core
     machine this beat one ``Run`` with two intra-op threads by about a quarter on batches, matched it on
     single texts, and held up far better when other work shares the cores. ``options["intra_op_num_threads"]``
     switches to intra-op threading instead (one ``Run`` per batch), e.g. for long single texts on many cores.
@@ -258,7 +258,7 @@ class OnnxGraph:
         session_options.inter_op_num_threads = 1
         session_options.log_severity_level = 3
         intra_op = options.get("intra_op_num_threads")
-        cores = int(config.num_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+        cores = thread_plan(config.num_threads).onnx_runs
         if intra_op or device != "cpu":
             self.workers = 1
             if intra_op or config.num_threads:
@@ -275,6 +275,8 @@ class OnnxGraph:
         self.session: Any = ort.InferenceSession(str(self.path), sess_options=session_options, providers=providers)
         self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="sie-onnx") if self.workers > 1 else None
         self.device = device if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
+        #: CPU threads one batch uses (parallel runs, or one run's intra-op threads); None off the CPU.
+        self.threads: int | None = (int(intra_op) if intra_op else self.workers) if self.device == "cpu" else None
         inputs = {i.name: i for i in self.session.get_inputs()}
         unknown = sorted(set(inputs) - set(_FEEDS))
         if unknown or "input_ids" not in inputs or "attention_mask" not in inputs:

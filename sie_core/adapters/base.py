@@ -85,6 +85,20 @@ class Adapter(ABC):
         self.batch_tokens: int | None = None
         self.group_fixed_cost: int | None = None
 
+    @property
+    def threads(self) -> int | None:
+        """CPU threads one forward pass uses, when it runs on the CPU (None elsewhere, or when unknown)."""
+        if self.device != "cpu":
+            return None
+        graph = getattr(self, "graph", None)
+        if graph is not None:
+            return getattr(graph, "threads", None)
+        if self.backend != "torch":
+            return None
+        from ..threads import thread_plan
+
+        return thread_plan(self.config.num_threads).torch_threads
+
     def cost(self, text: str) -> int:
         """Estimated tokens for a text (about four characters a token), used to size batches."""
         return len(text) // 4 + 2
