@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .engine import log, percentile, sentences
-from .http import Server, _Connection
+from .engine import log, sentences
+from .http import Server, _Connection, clients
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 BGE_SMALL = "BAAI/bge-small-en-v1.5"
@@ -53,44 +53,6 @@ RAY_FLAGS = [
 
 def _body(model: str, text: str) -> bytes:
     return json.dumps({"model": model, "input": text, "encoding_format": "base64"}).encode()
-
-
-async def load_test(url: str, texts: list[str], n_clients: int, total: int) -> dict[str, float]:
-    """``n_clients`` keep-alive clients, one sentence per ``/v1/embeddings`` request, ``total`` requests in all."""
-    per_client = max(1, total // n_clients)
-    latencies: list[float] = []
-    errors = 0
-
-    async def one(index: int) -> None:
-        nonlocal errors
-        connection = _Connection(url)
-        try:
-            await connection.post_json("/v1/embeddings", _body(MINILM, "warm up"))
-            await barrier.wait()
-            for i in range(per_client):
-                t0 = time.perf_counter()
-                status, answer = await connection.post_json(
-                    "/v1/embeddings", _body(MINILM, texts[(index * per_client + i) % len(texts)])
-                )
-                latencies.append(time.perf_counter() - t0)
-                if status != 200 or b'"embedding"' not in answer:
-                    errors += 1
-        finally:
-            connection.close()
-
-    barrier = asyncio.Barrier(n_clients + 1)
-    tasks = [asyncio.ensure_future(one(i)) for i in range(n_clients)]
-    await barrier.wait()
-    started = time.perf_counter()
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - started
-    if errors:
-        log(f"  {errors} requests failed")
-    return {
-        "throughput": len(latencies) / elapsed,
-        "p50": percentile(latencies, 50) * 1000,
-        "p99": percentile(latencies, 99) * 1000,
-    }
 
 
 def _metric(url: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -177,7 +139,7 @@ def run(setup: str, command: list[str], args: argparse.Namespace, texts: list[st
         for n in (1, 32):
             total = args.requests if n > 1 else max(64, args.requests // 4)
             log(f"{setup}: {n} client(s), {total} requests ...")
-            rows[n] = asyncio.run(load_test(server.url, texts, n, total))
+            rows[n] = asyncio.run(clients(server.url, texts, n, total))
         log(f"{setup}: {args.alternating} alternating requests ...")
         switched = alternating(server.url, args.alternating, ray)
     finally:
