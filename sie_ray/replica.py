@@ -207,6 +207,9 @@ class ModelReplica:
         import ray
 
         context = ray.get_runtime_context()
+        # Read before awaiting the engine: a short load may end while the engine answers, and the registry
+        # must see it start.
+        loading = tuple(k for k in self._pending if self.engine.model_state(k) != "loaded")
         return ReplicaReport(
             replica=self.worker,
             pid=os.getpid(),
@@ -215,7 +218,7 @@ class ModelReplica:
             started_at=self._started_at,
             models=tuple(await self.engine.alist_models()),
             queue_depth=self.engine.queue_depth(),
-            loading=tuple(k for k in self._pending if self.engine.model_state(k) != "loaded"),
+            loading=loading,
             in_flight=self._in_flight,
             loads=dict(self._counts.loads),
             load_failures=dict(self._counts.load_failures),

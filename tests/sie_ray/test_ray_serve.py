@@ -295,19 +295,28 @@ def _single_loads(url: str) -> float:
 def test_a_replica_killed_mid_load_fails_no_request_uncleanly_and_the_app_recovers(
     ray_app: ServeProcess, reference: Engine
 ) -> None:
+    """Three models on two one-model replicas keep the replicas loading; one is killed while it loads the encoder.
+
+    The clients go on until the kill and a few calls after it (bounded), so the kill always lands in traffic and,
+    with loads repeating, in a load of the encoder (seen through the registry in ``/metrics``).
+    """
     url = ray_app.url
-    expected = {
-        SEED_ENCODER: reference.encode(SEED_ENCODER, "lost replica").dense,
-        TINY_A: reference.encode(TINY_A, "lost replica").dense,
-    }
+    models = (SEED_ENCODER, TINY_A, TINY_B)
+    expected = {model: reference.encode(model, "lost replica").dense for model in models}
     _one_tiny_model_per_replica(url)  # so the encoder's requests make a replica load it
     outcomes: list[tuple[str, int, str]] = []
     lock = threading.Lock()
+    killed = threading.Event()
 
     def client(index: int) -> None:
+        after_kill = 0
         with httpx.Client(timeout=90) as http:
-            for i in range(6):
-                model = (SEED_ENCODER, TINY_A)[(index + i) % 2]
+            for i in range(200):  # bounded; ends 4 calls after the kill
+                if killed.is_set():
+                    after_kill += 1
+                    if after_kill > 4:
+                        break
+                model = models[(index + i) % len(models)]
                 started = time.monotonic()
                 try:
                     answer = _encode(url, model, "lost replica", http)
@@ -329,21 +338,25 @@ def test_a_replica_killed_mid_load_fails_no_request_uncleanly_and_the_app_recove
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(16)]
     for thread in threads:
         thread.start()
-    victim = _replica_loading(url, SEED_ENCODER, timeout=30)
-    info = {labels["replica"]: labels for labels, _ in _series(_metrics(url), "sie_replica_info")}
-    os.kill(int(info[victim]["pid"]), signal.SIGKILL)
+    try:
+        victim = _replica_loading(url, SEED_ENCODER, timeout=60)
+        info = {labels["replica"]: labels for labels, _ in _series(_metrics(url), "sie_replica_info")}
+        os.kill(int(info[victim]["pid"]), signal.SIGKILL)
+    finally:
+        killed.set()
     for thread in threads:
         thread.join(timeout=300)
     assert not any(t.is_alive() for t in threads), "a client hangs"
 
     bad = [o for o in outcomes if not (o[1] == 200 and o[2] == "correct") and o[1] not in (502, 503)]
     bad += [o for o in outcomes if o[1] in (502, 503) and o[2] == "EMPTY MESSAGE"]
-    assert len(outcomes) == 16 * 6 and not bad, bad
+    assert not bad, bad
+    assert len(outcomes) >= 16 * 4, len(outcomes)  # every client made 4 calls after the kill
     failed = [o for o in outcomes if o[1] != 200]
     correct = len(outcomes) - len(failed)
     print(f"\nreplica {victim} killed mid-load: {correct} correct answers, {len(failed)} clean 5xx: {failed}")
 
-    deadline = time.monotonic() + 120  # Ray Serve replaces the replica; both models are served again
+    deadline = time.monotonic() + 120  # Ray Serve replaces the replica; every model is served again
     while True:
         ups = [labels["replica"] for labels, v in _series(_metrics(url), "sie_replica_up") if v == 1.0]
         if len(ups) == 2 and victim not in ups:
