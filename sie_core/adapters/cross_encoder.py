@@ -13,6 +13,7 @@ from ..padding import fixed_cost_for
 from ..sources import ModelSource
 from ._torch import parameter_bytes, prepare_torch, torch_dtype
 from .base import ScorerAdapter, stdout_to_stderr
+from .packed_bert import packed_pipeline, run_packed
 
 __all__ = ["CrossEncoderScorer"]
 
@@ -50,17 +51,22 @@ class CrossEncoderScorer(ScorerAdapter):
         self.max_length = spec.max_length or getattr(model, "max_seq_length", None)
         self._identity = torch.nn.Identity()
         self.memory_bytes = parameter_bytes(model)
-        self.group_fixed_cost = fixed_cost_for(self.device)
+        self.packed = packed_pipeline(model) if self.device == "cpu" else None
+        # Packed, padding costs nothing in the dense layers, so a mixed batch stays one forward pass.
+        self.group_fixed_cost = None if self.packed is not None else fixed_cost_for(self.device)
 
     def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Raw scores: the logit, or for two-label models the relevant-minus-irrelevant logit difference."""
-        logits = self.model.predict(
-            [list(p) for p in pairs],
-            batch_size=len(pairs),
-            show_progress_bar=False,
-            activation_fn=self._identity,
-            convert_to_numpy=True,
-        )
+        if self.packed is not None:
+            logits = run_packed(self.model, self.packed, [list(p) for p in pairs], "scores").float().numpy()
+        else:
+            logits = self.model.predict(
+                [list(p) for p in pairs],
+                batch_size=len(pairs),
+                show_progress_bar=False,
+                activation_fn=self._identity,
+                convert_to_numpy=True,
+            )
         logits = np.asarray(logits, dtype=np.float32)
         if self.num_labels == 2:
             logits = logits[:, 1] - logits[:, 0]

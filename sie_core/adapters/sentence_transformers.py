@@ -13,6 +13,7 @@ from ..padding import fixed_cost_for
 from ..sources import ModelSource
 from ._torch import parameter_bytes, prepare_torch, torch_dtype
 from .base import EncoderAdapter, stdout_to_stderr
+from .packed_bert import packed_pipeline, run_packed
 
 __all__ = ["SentenceTransformersEncoder"]
 
@@ -50,18 +51,23 @@ class SentenceTransformersEncoder(EncoderAdapter):
         has_normalize = any(type(m).__name__ == "Normalize" for m in model)
         self.normalized = spec.normalize if spec.normalize is not None else has_normalize
         self.memory_bytes = parameter_bytes(model)
-        self.group_fixed_cost = fixed_cost_for(self.device)
+        self.packed = packed_pipeline(model) if self.device == "cpu" else None
+        # Packed, padding costs nothing in the dense layers, so a mixed batch stays one forward pass.
+        self.group_fixed_cost = None if self.packed is not None else fixed_cost_for(self.device)
 
     def encode(self, texts: list[str], prompt: str | None) -> tuple[np.ndarray, list[int]]:
-        """Encode a batch with one ``SentenceTransformer.encode`` call and count tokens per text."""
-        vectors = self.model.encode(
-            texts,
-            prompt=prompt,
-            batch_size=len(texts),
-            show_progress_bar=False,
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-        )
+        """Encode a batch in one forward pass (packed where the model allows) and count tokens per text."""
+        if self.packed is not None:
+            vectors = run_packed(self.model, self.packed, texts, "sentence_embedding", prompt).float().numpy()
+        else:
+            vectors = self.model.encode(
+                texts,
+                prompt=prompt,
+                batch_size=len(texts),
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+            )
         full = [prompt + t for t in texts] if prompt else texts
         ids = self.tokenizer(full, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return np.asarray(vectors, dtype=np.float32), [len(x) for x in ids]
