@@ -25,6 +25,7 @@ from ._torch import parameter_bytes, prepare_torch, torch_dtype
 from .base import stdout_to_stderr
 from .colbert_files import ColbertFiles, marker_ids, read_colbert_files
 from .multi import Encoded, MultiEncoderAdapter
+from .packed_bert import PackedBert
 
 __all__ = ["ColbertEncoder", "load_projection"]
 
@@ -129,7 +130,11 @@ class ColbertEncoder(MultiEncoderAdapter):
         self.max_length = settings.document_length
         self.prompts = dict(settings.prompts)
         self.memory_bytes = parameter_bytes(parts)
-        self.group_fixed_cost = fixed_cost_for(self.device)
+        packable = self.device == "cpu" and tokenizer.padding_side == "right" and PackedBert.supports(model)
+        self.packed = PackedBert(model) if packable else None
+        # Packed, padding costs nothing in the dense layers, so a mixed batch stays one forward pass (expanded
+        # queries are all of one length anyway).
+        self.group_fixed_cost = None if self.packed is not None else fixed_cost_for(self.device)
 
     def close(self) -> None:
         """Drop the transformer and projection weights and give the memory back."""
@@ -176,7 +181,13 @@ class ColbertEncoder(MultiEncoderAdapter):
             inputs["attention_mask"].fill_(1)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
-            states = self.model(**inputs).last_hidden_state
+            # Expanded queries keep the rows of their padding (mask) tokens, which the packed forward leaves out.
+            if self.packed is not None and not expand:
+                states = self.packed.last_hidden_state(
+                    inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids")
+                )
+            else:
+                states = self.model(**inputs).last_hidden_state
             for layer in self.layers:
                 states = layer(states)
             if s.token_dims:

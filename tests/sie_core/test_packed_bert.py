@@ -53,7 +53,8 @@ def test_hidden_states_equal_bert_models_on_every_real_token(which, st_minilm, s
             features["input_ids"], features["attention_mask"], features.get("token_type_ids")
         )
     assert ours.shape == ref.last_hidden_state.shape
-    assert (ours[mask] - ref.last_hidden_state[mask]).abs().max().item() <= 1e-5
+    # Hidden states reach about 10 in magnitude; per-text attention sums in another order (measured 3.3e-6).
+    assert (ours[mask] - ref.last_hidden_state[mask]).abs().max().item() <= 5e-5
     assert not ours[~mask].any()  # padded rows stay zero (mean pooling ignores them anyway)
 
 
@@ -70,7 +71,7 @@ def test_segment_ids_of_sentence_pairs_are_used(tiny_models):
         ours = PackedBert(bert).last_hidden_state(pairs["input_ids"], pairs["attention_mask"], pairs["token_type_ids"])
         without = PackedBert(bert).last_hidden_state(pairs["input_ids"], pairs["attention_mask"])
     mask = pairs["attention_mask"].bool()
-    assert (ours[mask] - ref[mask]).abs().max().item() <= 1e-5
+    assert (ours[mask] - ref[mask]).abs().max().item() <= 5e-5
     assert (without[mask] - ref[mask]).abs().max().item() > 1e-3  # segment ids change the answer
 
 
