@@ -72,12 +72,22 @@ class PackedBert:
             attention_mask: ``[batch, length]``, 1 for real tokens; each row's real tokens come first.
             token_type_ids: ``[batch, length]`` segment ids, or None for all zeros.
         """
+        batch, length = input_ids.shape
+        x, _ = self.packed_states(input_ids, attention_mask, token_type_ids)
+        padded = x.new_zeros(batch * length, x.shape[-1])
+        padded[attention_mask.bool().reshape(-1).nonzero().squeeze(1)] = x
+        return padded.view(batch, length, x.shape[-1])
+
+    def packed_states(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> tuple[Any, list[int]]:
+        """The last hidden states of the real tokens only, ``[tokens, hidden]`` text after text, and their counts.
+
+        Same arguments as :meth:`last_hidden_state`.
+        """
         import torch
 
         batch, length = input_ids.shape
         mask = attention_mask.bool()
-        flat = mask.reshape(-1)
-        rows = flat.nonzero().squeeze(1)  # where each real token sits in the padded [batch * length] layout
+        rows = mask.reshape(-1).nonzero().squeeze(1)  # where each real token sits in the padded layout
         positions = torch.arange(length, device=input_ids.device).expand(batch, length)
 
         embeddings = self.model.embeddings
@@ -87,8 +97,7 @@ class PackedBert:
         x = x + embeddings.position_embeddings(positions.reshape(-1)[rows])
         x = embeddings.LayerNorm(x)
 
-        lengths = mask.sum(1).tolist()
-        hidden = x.shape[-1]
+        lengths: list[int] = mask.sum(1).tolist()
         for layer in self.model.encoder.layer:
             attention = layer.attention.self
             context = self._attend(attention.query(x), attention.key(x), attention.value(x), lengths)
@@ -96,9 +105,7 @@ class PackedBert:
             x = output.LayerNorm(output.dense(context) + x)
             inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(x))
             x = layer.output.LayerNorm(layer.output.dense(inner) + x)
-        padded = x.new_zeros(batch * length, hidden)
-        padded[rows] = x
-        return padded.view(batch, length, hidden)
+        return x, lengths
 
     def logits(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
         """``BertForSequenceClassification(...).logits``: the classifier over the pooled first token."""

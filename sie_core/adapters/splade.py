@@ -8,7 +8,8 @@ present (``SparseStaticEmbedding``). ``encode_query`` / ``encode_document`` of `
 
 The transformer runs once per batch; its masked-LM head (the ``[tokens, vocabulary]`` logits) runs a few rows
 at a time, and each chunk is reduced to its non-zero terms before the next is computed, so no
-``[batch, vocabulary]`` matrix is ever kept for a whole batch.
+``[batch, vocabulary]`` matrix is ever kept for a whole batch. On CPU a BERT masked-LM runs packed
+(``sie_core.adapters.packed_bert``): the transformer and the head see only the real tokens, never padding.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..sources import ModelSource
 from ._torch import parameter_bytes, prepare_torch, torch_dtype
 from .base import stdout_to_stderr
 from .multi import Encoded, MultiEncoderAdapter, top_terms
+from .packed_bert import PackedBert
 from .splade_files import SpladeSide, read_splade_layout, static_weights
 
 __all__ = ["SpladeEncoder", "chunk_rows"]
@@ -80,6 +82,9 @@ class _MlmSide:
         self.max_length = int(limit)
         self.vocab_size = int(model.config.vocab_size)
         self.split = _split_head(model)
+        packable = device == "cpu" and type(model).__name__ == "BertForMaskedLM"
+        packable = packable and self.tokenizer.padding_side == "right" and PackedBert.supports(model.bert)
+        self.packed = PackedBert(model.bert) if packable else None
         self.memory_bytes = parameter_bytes(model)
 
     def run(self, texts: list[str], max_active_dims: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -91,6 +96,8 @@ class _MlmSide:
             texts, padding=True, truncation="longest_first", max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
         mask = inputs["attention_mask"]
+        if self.packed is not None and self.split is not None:
+            return self._run_packed(inputs, self.packed, self.split[1], max_active_dims)
         rows, width = mask.shape
         step = chunk_rows(int(width), self.vocab_size)
         out: list[tuple[np.ndarray, np.ndarray]] = []
@@ -105,14 +112,46 @@ class _MlmSide:
                 out.extend(self._pool(logits, mask[part], max_active_dims))
         return out
 
-    def _pool(self, logits: Any, mask: Any, max_active_dims: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """SpladePooling on a few rows, then only their non-zero terms leave the device."""
+    def _run_packed(
+        self, inputs: Any, packed: PackedBert, head: Any, max_active_dims: int | None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The transformer and the head on the real tokens only, whole texts at a time within the logits budget."""
         import torch
 
-        scores = (logits * mask.unsqueeze(-1).to(logits.dtype)).relu_().log1p_()
-        if self.side.activation == "log1p_relu":
-            scores = scores.log1p_()
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        with torch.inference_mode():
+            states, lengths = packed.packed_states(
+                inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids")
+            )
+            budget = max(1, _LOGITS_BUDGET // self.vocab_size)  # token rows of logits at once
+            start = first = 0
+            while first < len(lengths):
+                last, rows = first + 1, lengths[first]
+                while last < len(lengths) and last - first < _MAX_CHUNK_ROWS and rows + lengths[last] <= budget:
+                    rows += lengths[last]
+                    last += 1
+                scores = self._activate(head(states[start : start + rows]))
+                parts = scores.split(lengths[first:last])
+                pooled = torch.stack([p.amax(dim=0) if self.side.pooling == "max" else p.sum(dim=0) for p in parts])
+                out.extend(self._terms(pooled, max_active_dims))
+                start, first = start + rows, last
+        return out
+
+    def _activate(self, logits: Any) -> Any:
+        """SPLADE's activation, in place: ``log1p(relu(x))`` (twice ``log1p`` for ``log1p_relu``)."""
+        scores = logits.relu_().log1p_()
+        return scores.log1p_() if self.side.activation == "log1p_relu" else scores
+
+    def _pool(self, logits: Any, mask: Any, max_active_dims: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """SpladePooling on a few rows, then only their non-zero terms leave the device."""
+        scores = self._activate(logits * mask.unsqueeze(-1).to(logits.dtype))
         pooled = scores.amax(dim=1) if self.side.pooling == "max" else scores.sum(dim=1)
+        return self._terms(pooled, max_active_dims)
+
+    def _terms(self, pooled: Any, max_active_dims: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The non-zero terms of each pooled ``[rows, vocabulary]`` row (the ``max_active_dims`` largest, if set)."""
+        import torch
+
         if max_active_dims is not None and max_active_dims < pooled.shape[1]:
             top = torch.topk(pooled.abs(), k=max_active_dims, dim=1).indices
             pooled = torch.zeros_like(pooled).scatter_(1, top, pooled.gather(1, top))
@@ -194,7 +233,9 @@ class SpladeEncoder(MultiEncoderAdapter):
         self.vocabulary = Vocabulary([*tokens, *(f"#{i}" for i in range(len(tokens), self.dims))][: self.dims])
         self.tokenizer = document.tokenizer
         self.memory_bytes = document.memory_bytes + (query.memory_bytes if query is not document else 0)
-        self.group_fixed_cost = fixed_cost_for(self.device)
+        # Packed, padding costs nothing, so a mixed batch stays one forward pass.
+        packed = all(side.packed is not None for side in (query, document) if isinstance(side, _MlmSide))
+        self.group_fixed_cost = None if packed else fixed_cost_for(self.device)
 
     def encode_items(
         self, texts: list[str], prompt: str | None, is_query: bool, output_types: tuple[str, ...]

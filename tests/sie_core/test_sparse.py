@@ -153,24 +153,41 @@ def test_64_concurrent_single_sparse_calls_equal_one_64_item_call(shared_engine)
         assert np.allclose(a.sparse.values, b.sparse.values, atol=1e-5, rtol=0)
 
 
-def test_the_vocabulary_head_runs_a_few_rows_at_a_time(engine):
-    """A batch's [rows, tokens, vocabulary] logits are never computed for the whole batch at once."""
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
+def test_the_vocabulary_head_runs_a_few_rows_at_a_time(engine, packed):
+    """A batch's logits are never computed for the whole batch at once; packed, the head sees only real tokens."""
+    from sie_core.adapters import splade
+
     engine.encode("tiny-splade", "warm up", output_types=["sparse"])
     adapter = engine._backend.manager._loaded["tiny-splade"].adapter
     side = adapter._sides[False]
     encoder, head = side.split
+    kept = side.packed
+    assert kept is not None  # a BERT masked-LM on CPU runs packed
     rows_seen: list[int] = []
 
     def recording_head(hidden):
         rows_seen.append(int(hidden.shape[0]))
         return head(hidden)
 
+    texts = _sentences(64)
+    reference = adapter.encode_items(texts, None, False, ("sparse",))
     side.split = (encoder, recording_head)
+    side.packed = kept if packed else None
     try:
-        results = adapter.encode_items(_sentences(64), None, False, ("sparse",))
+        results = adapter.encode_items(texts, None, False, ("sparse",))
     finally:
-        side.split = (encoder, head)
-    assert len(results) == 64 and sum(rows_seen) == 64 and max(rows_seen) <= 8
+        side.split, side.packed = (encoder, head), kept
+    assert len(results) == 64
+    if packed:
+        tokens = sum(len(ids) for ids in side.tokenizer(texts)["input_ids"])
+        assert sum(rows_seen) == tokens and len(rows_seen) >= 64 // splade._MAX_CHUNK_ROWS
+        assert max(rows_seen) * side.vocab_size <= splade._LOGITS_BUDGET
+    else:
+        assert sum(rows_seen) == 64 and max(rows_seen) <= 8
+    for a, b in zip(reference, results):  # packed and padded agree: (indices, values) per text
+        assert np.array_equal(a.sparse[0], b.sparse[0])
+        assert np.allclose(a.sparse[1], b.sparse[1], atol=1e-5, rtol=0)
 
 
 def test_onnx_splade_equals_torch(tiny, tmp_path, capsys):
