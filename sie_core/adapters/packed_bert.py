@@ -8,10 +8,11 @@ each text's own rows (one unmasked scaled-dot-product call per text and layer: o
 masked call for the batch, and far cheaper when one long text shares a batch with short ones). The result is the
 same model function: hidden states equal ``BertModel``'s within float rounding (tests/sie_core/test_packed_bert.py).
 
-Used for a plain ``BertModel`` with absolute positions in eval mode (MiniLM, BGE, E5 and most sentence-transformers
-encoders) and for ``BertForSequenceClassification`` rerankers (the ms-marco cross-encoders), on CPU; anything else
-(other architectures, decoders, cross-attention, other attention implementations, unknown pipeline modules) runs
-the library's own forward.
+Used on CPU for a plain ``BertModel`` with absolute positions in eval mode: sentence-transformers encoders (MiniLM,
+BGE, E5, ...), ``BertForSequenceClassification`` rerankers (the ms-marco cross-encoders), ColBERT transformers and
+SPLADE's ``BertForMaskedLM`` (whose vocabulary head then also sees only real tokens). Anything else (other
+architectures, decoders, cross-attention, other attention implementations, unknown pipeline modules) runs the
+library's own forward.
 """
 
 from __future__ import annotations
